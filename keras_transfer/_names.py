@@ -1,0 +1,32 @@
+"""Helpers that turn a misspelt name into an error message a user can act on."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+def closest(name: str, choices: Iterable[str], n: int = 3) -> list[str]:
+    """Return up to `n` entries of `choices` that look most like `name`, best first."""
+    choices = list(choices)
+    found = difflib.get_close_matches(name, choices, n=n, cutoff=0.5)
+    if not found:
+        # Prefix matches catch "resnet" -> "resnet50" that difflib scores low.
+        found = [c for c in choices if c.startswith(name) or name.startswith(c)][:n]
+    return found
+
+
+def unknown_name_message(kind: str, name: str, choices: Iterable[str], *, where: str = "") -> str:
+    """Format "unknown <kind> 'x' (in where); did you mean 'y'?" with the valid choices."""
+    choices = list(choices)
+    near = closest(name, choices)
+    msg = f"unknown {kind} {name!r}"
+    if where:
+        msg += f" in {where}"
+    if near:
+        msg += "; did you mean " + " or ".join(repr(c) for c in near) + "?"
+    if len(choices) <= 40:
+        msg += f" Valid {kind}s: {', '.join(choices)}."
+    else:
+        msg += f" ({len(choices)} valid {kind}s; the first and last: {', '.join(choices[:5])}, ..., {', '.join(choices[-5:])})."
+    return msg

@@ -1,0 +1,62 @@
+"""Shared test setup: no network, an isolated Keras cache, and small helpers.
+
+The guard makes any connection outside loopback fail the way an offline machine does (an
+OSError, which urllib turns into URLError), so code under test sees a real "no internet".
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import tempfile
+
+# Keras reads KERAS_HOME at import: set it before anything imports keras, so tests never read
+# or write the user's ~/.keras and the ImageNet-weights cache is exercised from scratch.
+os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="kt-keras-home-")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KT_SMALL", "1")
+
+import pytest  # noqa: E402
+
+_LOOPBACK = ("127.", "::1", "localhost")
+_real_connect = socket.socket.connect
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _is_loopback(host) -> bool:
+    return isinstance(host, str) and host.startswith(_LOOPBACK)
+
+
+def _guarded_connect(self, address):
+    host = address[0] if isinstance(address, tuple) else address
+    if self.family == socket.AF_UNIX or _is_loopback(host):
+        return _real_connect(self, address)
+    raise OSError(errno.ENETUNREACH, f"network access is disabled in tests (tried {address!r})")
+
+
+def _guarded_getaddrinfo(host, *args, **kwargs):
+    if host is None or _is_loopback(host):
+        return _real_getaddrinfo(host, *args, **kwargs)
+    raise socket.gaierror(socket.EAI_NONAME, f"network access is disabled in tests (looked up {host!r})")
+
+
+socket.socket.connect = _guarded_connect
+socket.getaddrinfo = _guarded_getaddrinfo
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_session():
+    """Keep layer auto-names and graphs from piling up across tests."""
+    yield
+    import keras
+
+    keras.backend.clear_session()
+
+
+@pytest.fixture(scope="session")
+def lite0_imagenet_path():
+    """The converted ImageNet Lite0 weights, built once per test session in the isolated cache."""
+    from keras_transfer.backbones.lite_weights import imagenet_weights_path
+
+    return imagenet_weights_path()
