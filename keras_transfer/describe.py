@@ -14,7 +14,7 @@ from keras_transfer.cli_util import run_cli
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m keras_transfer.describe", description=__doc__.split("\n")[0])
-    parser.add_argument("backbone", help="a registered family (e.g. efficientnet_lite0) or a .keras/.h5 source model")
+    parser.add_argument("backbone", nargs="?", help="a registered family (e.g. efficientnet_lite0) or a .keras/.h5 source model")
     parser.add_argument("--cut-at", default=None, help="layer or block name to cut the backbone at")
     parser.add_argument("--input-size", type=int, default=None, help="square input size (default: the family's own)")
     parser.add_argument("--weights", default=None, help="'imagenet' or a weights file (default: none, no download)")
@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print("\n".join(available_backbones()))
         return 0
+    if not args.backbone:
+        raise ValueError("name a backbone (see --list) or a saved .keras/.h5 source model")
     shape = (args.input_size, args.input_size, 3) if args.input_size else None
     from keras_transfer.backbones import FAMILIES
 
