@@ -54,33 +54,41 @@ def _to_rgb(image):
     return image.convert("RGB")
 
 
-def resize_rgb(pixels: np.ndarray, size: tuple[int, int], policy: str = "resize") -> np.ndarray:
-    """Resize uint8 RGB [H, W, 3] to `size` (height, width) by `policy`; returns float32 in [0, 255].
+def resize_image(image, size: tuple[int, int], policy: str = "resize"):
+    """Resize one RGB image tensor [H, W, 3] to `size` (height, width) by `policy`, in TF ops.
 
     "resize" stretches (aspect ratio not kept), "crop_to_aspect_ratio" centre-crops to the target
-    aspect ratio first, "pad" letterboxes with black. Bilinear with antialiasing, as tf.image.
+    aspect ratio first, "pad" letterboxes with black. Bilinear with antialiasing; returns float32
+    in [0, 255]. Graph-safe: the data pipelines, `predict` and exported models all use it, so an
+    image is resized the same way in training and in deployment.
     """
     import tensorflow as tf
 
     if policy not in RESIZE_POLICIES:
         raise ValueError(f"unknown resize policy {policy!r}; expected one of {', '.join(RESIZE_POLICIES)}")
-    image = tf.convert_to_tensor(pixels, dtype=tf.float32)
+    image = tf.cast(image, tf.float32)
     if policy == "crop_to_aspect_ratio":
         image = _centre_crop(image, size)
     if policy == "pad":
         out = tf.image.resize_with_pad(image, size[0], size[1], antialias=True)
     else:
         out = tf.image.resize(image, size, method="bilinear", antialias=True)
-    return tf.clip_by_value(out, 0.0, 255.0).numpy()
+    return tf.clip_by_value(out, 0.0, 255.0)
+
+
+def resize_rgb(pixels: np.ndarray, size: tuple[int, int], policy: str = "resize") -> np.ndarray:
+    """Numpy wrapper of `resize_image`: uint8 RGB [H, W, 3] -> float32 [height, width, 3] in [0, 255]."""
+    return resize_image(pixels, size, policy).numpy()
 
 
 def _centre_crop(image, size):
     import tensorflow as tf
 
-    height, width = int(image.shape[0]), int(image.shape[1])
+    shape = tf.shape(image)
+    height, width = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
     target = size[1] / size[0]
-    if width / height > target:
-        new_width = max(1, int(round(height * target)))
-        return tf.image.crop_to_bounding_box(image, 0, (width - new_width) // 2, height, new_width)
-    new_height = max(1, int(round(width / target)))
-    return tf.image.crop_to_bounding_box(image, (height - new_height) // 2, 0, new_height, width)
+    crop_w = tf.minimum(width, tf.round(height * target))
+    crop_h = tf.minimum(height, tf.round(width / target))
+    crop_w, crop_h = tf.maximum(tf.cast(crop_w, tf.int32), 1), tf.maximum(tf.cast(crop_h, tf.int32), 1)
+    top, left = (shape[0] - crop_h) // 2, (shape[1] - crop_w) // 2
+    return tf.image.crop_to_bounding_box(image, top, left, crop_h, crop_w)

@@ -1,5 +1,16 @@
-"""Data sources for the toolkit: embedded offline datasets (and, later, folders, CSV, TFDS, arrays)."""
+"""Data sources -> train / validation / test tf.data pipelines of raw RGB pixels."""
 
+from keras_transfer.data.augment import AUGMENTATIONS, augmentation_layers, augmentation_model
 from keras_transfer.data.embedded import EMBEDDED, load_embedded
+from keras_transfer.data.pipeline import DataBundle, DataConfig, load_data
 
-__all__ = ["EMBEDDED", "load_embedded"]
+__all__ = [
+    "AUGMENTATIONS",
+    "EMBEDDED",
+    "DataBundle",
+    "DataConfig",
+    "augmentation_layers",
+    "augmentation_model",
+    "load_data",
+    "load_embedded",
+]

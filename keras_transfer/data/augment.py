@@ -1,0 +1,54 @@
+"""Augmentation from a list of names, as Keras preprocessing layers (in tf.data or in the model).
+
+The geometric augmentations (flip, rotation, zoom, translation) are fused into one
+`RandomGeometry` layer that resamples each image once; contrast and brightness are Keras's own
+layers. Pixel values stay in [0, 255].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import keras
+
+from keras_transfer._names import unknown_name_message
+from keras_transfer.layers import RandomGeometry
+
+# name -> default strength (the Keras layers' own factors; flip has none)
+DEFAULT_STRENGTH = {"flip": None, "rotation": 0.1, "zoom": 0.1, "translation": 0.1, "contrast": 0.2, "brightness": 0.2}
+AUGMENTATIONS = tuple(DEFAULT_STRENGTH)
+_GEOMETRIC = ("flip", "rotation", "zoom", "translation")
+
+
+def _strengths(spec: Sequence[str] | Mapping[str, float | None]) -> dict[str, float | None]:
+    items = spec.items() if isinstance(spec, Mapping) else ((name, None) for name in spec)
+    chosen = {}
+    for name, strength in items:
+        if name not in DEFAULT_STRENGTH:
+            raise ValueError(unknown_name_message("augmentation", str(name), AUGMENTATIONS, where="data.augment"))
+        chosen[name] = DEFAULT_STRENGTH[name] if strength is None else float(strength)
+    return chosen
+
+
+def augmentation_layers(spec: Sequence[str] | Mapping[str, float | None], seed: int = 0) -> list[keras.layers.Layer]:
+    """Build augmentation layers from names (`["flip", "rotation"]`) or names with strengths
+    (`{"rotation": 0.2}`). Unknown names raise ValueError naming the closest valid one."""
+    chosen = _strengths(spec)
+    layers: list[keras.layers.Layer] = []
+    if any(name in chosen for name in _GEOMETRIC):
+        layers.append(RandomGeometry(
+            flip="flip" in chosen, rotation=chosen.get("rotation") or 0.0, zoom=chosen.get("zoom") or 0.0,
+            translation=chosen.get("translation") or 0.0, seed=seed, name="augment_geometry"))
+    if "contrast" in chosen:
+        layers.append(keras.layers.RandomContrast(chosen["contrast"], value_range=(0, 255), seed=seed + 1,
+                                                  name="augment_contrast"))
+    if "brightness" in chosen:
+        layers.append(keras.layers.RandomBrightness(chosen["brightness"], value_range=(0, 255), seed=seed + 2,
+                                                    name="augment_brightness"))
+    return layers
+
+
+def augmentation_model(spec, seed: int = 0) -> keras.Sequential | None:
+    """Wrap the augmentation layers in one `keras.Sequential` named `augment`, or None if empty."""
+    layers = augmentation_layers(spec, seed)
+    return keras.Sequential(layers, name="augment") if layers else None

@@ -1,0 +1,443 @@
+"""From a data source to train / validation / test `tf.data` pipelines of raw RGB pixels.
+
+`load_data(DataConfig(...))` reads any source (a folder, a CSV, TFDS, an `.npz`, arrays, or an
+embedded dataset), drops and reports bad files, carves seeded stratified splits, applies
+few-shot sampling and class balancing, and returns a `DataBundle` whose datasets yield
+`(float32 pixels in [0, 255] of shape [batch, H, W, 3], labels)`, which the toolkit's models take
+directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from keras_transfer._names import unknown_name_message
+from keras_transfer.data.augment import augmentation_layers, augmentation_model
+from keras_transfer.data.embedded import EMBEDDED, load_embedded
+from keras_transfer.data.records import Records, Skipped, csv_records, drop_bad_files, folder_records
+from keras_transfer.data.split import BALANCE_MODES, balance_indices, class_weights, few_shot, stratified_split
+from keras_transfer.images import RESIZE_POLICIES, resize_image
+
+SOURCE_KINDS = ("folder", "csv", "tfds", "npz")
+CACHE_MODES = ("auto", "memory", "disk", "none")
+AUGMENT_PLACES = ("data", "model")
+_MEMORY_CACHE_LIMIT = 2 << 30  # bytes of uint8 pixels kept in RAM under cache: auto
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Everything that decides what the model sees; validated on construction.
+
+    `source`: `digits` | `digits_0_4` | `digits_5_9` | `faces` | `folder:PATH` | `csv:PATH` |
+    `tfds:NAME` | `npz:PATH` (or arrays passed to `load_data`). `image_size` is (height, width).
+    `val_split` / `test_split` are fractions carved from train when the source has no such split.
+    `few_shot: k` keeps k training examples per class. `balance`: none | class_weight | oversample
+    | undersample. `augment` lists augmentations (or maps them to strengths), applied in the
+    tf.data map on CPU (`augment_in: data`) or inside the model on the accelerator (`model`).
+    `resize`: resize | crop_to_aspect_ratio | pad. `cache`: auto (memory if it fits, else disk) |
+    memory | disk | none. `split`, `data_dir` and `download` are for TFDS.
+    """
+
+    source: str = "digits"
+    image_size: tuple[int, int] = (96, 96)
+    batch_size: int = 32
+    val_split: float = 0.15
+    test_split: float = 0.15
+    few_shot: int | None = None
+    balance: str = "none"
+    augment: Any = ("flip", "rotation")
+    augment_in: str = "data"
+    resize: str = "resize"
+    cache: str = "auto"
+    cache_dir: str | None = None
+    seed: int = 0
+    split: str = "train"
+    data_dir: str | None = None
+    download: bool = True
+
+    def __post_init__(self):
+        size = tuple(int(s) for s in self.image_size)
+        object.__setattr__(self, "image_size", size)
+        if isinstance(self.augment, list):
+            object.__setattr__(self, "augment", tuple(self.augment))
+        if len(size) != 2 or min(size) < 8:
+            raise ValueError(f"data.image_size must be [height, width] of at least 8 pixels, got {self.image_size!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"data.batch_size must be positive, got {self.batch_size}")
+        for key in ("val_split", "test_split"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ValueError(f"data.{key} must be in [0, 1), got {getattr(self, key)}")
+        if self.val_split + self.test_split >= 0.9:
+            raise ValueError("data.val_split + data.test_split leave almost nothing to train on")
+        if self.few_shot is not None and self.few_shot < 1:
+            raise ValueError(f"data.few_shot must be a positive number of examples per class, got {self.few_shot}")
+        for key, choices in (("balance", BALANCE_MODES), ("augment_in", AUGMENT_PLACES),
+                             ("resize", RESIZE_POLICIES), ("cache", CACHE_MODES)):
+            if getattr(self, key) not in choices:
+                raise ValueError(unknown_name_message(f"data.{key} value", str(getattr(self, key)), choices))
+        augmentation_layers(self.augment)  # names checked now, before any work
+        source_kind(self.source)
+
+
+def source_kind(source: str) -> tuple[str, str]:
+    """Split `source` into (kind, argument): ("embedded", "digits"), ("folder", "/data/x"), ..."""
+    if source in EMBEDDED:
+        return "embedded", source
+    kind, sep, argument = source.partition(":")
+    if sep and kind in SOURCE_KINDS and argument:
+        return kind, argument
+    valid = [*EMBEDDED, *(f"{k}:PATH" for k in SOURCE_KINDS if k != "tfds"), "tfds:NAME"]
+    raise ValueError(unknown_name_message("data.source", source, valid))
+
+
+@dataclass
+class _Split:
+    """One split's examples: file paths or pixel arrays, with integer (or multi-hot) labels."""
+
+    labels: np.ndarray
+    paths: list[str] | None = None
+    images: np.ndarray | None = None
+    tfds: Any = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices: np.ndarray) -> "_Split":
+        return _Split(
+            self.labels[indices],
+            [self.paths[i] for i in indices] if self.paths is not None else None,
+            self.images[indices] if self.images is not None else None,
+        )
+
+
+@dataclass
+class DataBundle:
+    """The loaded data: per-split pipelines on demand, class names, counts and the data report."""
+
+    config: DataConfig
+    class_names: list[str]
+    task: str
+    splits: dict[str, _Split]
+    skipped: list[Skipped] = field(default_factory=list)
+    class_weight: dict[int, float] | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Examples per class in each split (after few-shot sampling and balancing)."""
+        out = {}
+        for name, split in self.splits.items():
+            if split.tfds is not None:
+                continue  # a TFDS split is streamed, never counted up front
+            totals = split.labels.sum(axis=0) if split.labels.ndim == 2 else np.bincount(split.labels, minlength=self.num_classes)
+            out[name] = {cls: int(n) for cls, n in zip(self.class_names, totals)}
+        return out
+
+    def augmentation(self):
+        """The augmentation as a `keras.Sequential` to put inside the model (`augment_in: model`), else None."""
+        if self.config.augment_in != "model":
+            return None
+        return augmentation_model(self.config.augment, self.config.seed)
+
+    def dataset(self, split: str, *, training: bool | None = None, batch_size: int | None = None):
+        """Return the batched `tf.data.Dataset` of `split` ("train", "val" or "test").
+
+        `training` (default: split == "train") shuffles with the seed and applies tf.data
+        augmentation; validation and test data are never augmented or shuffled. Decoded pixels
+        are cached (memory or disk, by `cache`) before shuffling, so files are read once.
+        """
+        import tensorflow as tf
+
+        if split not in self.splits:
+            raise ValueError(unknown_name_message("split", split, list(self.splits)))
+        training = split == "train" if training is None else training
+        cfg, examples = self.config, self.splits[split]
+        cached = _cache_mode(examples, cfg) != "none"
+        ds = _examples(examples)
+        if training and examples.tfds is None:
+            # Shuffle the (cheap) paths or indices before decoding: a shuffle buffer of decoded
+            # images would hold the whole set in memory and decode it all before the first batch.
+            ds = ds.shuffle(len(examples), seed=cfg.seed, reshuffle_each_iteration=not cached)
+        ds = _cache(_decode(ds, examples, cfg), examples, cfg, split)
+        if training and (cached or examples.tfds is not None):
+            ds = ds.shuffle(min(len(examples) or 1024, 1024), seed=cfg.seed + 1, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size or cfg.batch_size)
+        augment = augmentation_model(cfg.augment, cfg.seed) if training and cfg.augment_in == "data" else None
+
+        def to_float(x, y):
+            x = tf.cast(x, tf.float32)
+            if augment is not None:
+                x = tf.clip_by_value(augment(x, training=True), 0.0, 255.0)
+            return x, y
+
+        options = tf.data.Options()
+        options.deterministic = True
+        return ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE).with_options(options).prefetch(tf.data.AUTOTUNE)
+
+    def report(self) -> dict[str, Any]:
+        """The data report: source, classes, counts per split, and every skipped file with its reason."""
+        return {
+            "source": self.config.source,
+            "image_size": list(self.config.image_size),
+            "task": self.task,
+            "class_names": self.class_names,
+            "counts": self.counts(),
+            "skipped": [asdict(s) for s in self.skipped],
+            "class_weight": self.class_weight,
+        }
+
+    def write_report(self, path: str | os.PathLike) -> None:
+        """Write `report()` as JSON to `path`."""
+        Path(path).write_text(json.dumps(self.report(), indent=2))
+
+
+def load_data(config: DataConfig, *, x: np.ndarray | None = None, y: np.ndarray | None = None,
+              class_names: list[str] | None = None) -> DataBundle:
+    """Load `config.source` (or the arrays `x`, `y`) into a `DataBundle` of train/val/test splits.
+
+    Arrays: images uint8 in [0, 255] or float in [0, 255], shaped [N, H, W, 3], [N, H, W, 1] or
+    [N, H, W] (grey becomes RGB); labels integers 0..C-1 or strings (classes sorted by name).
+    Errors name the file, folder or key that is wrong and what was expected.
+    """
+    if x is not None:
+        images, labels, names = _arrays(x, y, class_names, where="arrays x, y")
+        return _from_examples(config, {"train": _Split(labels, images=images)}, names, "multiclass", [])
+    kind, argument = source_kind(config.source)
+    if kind == "embedded":
+        data = load_embedded(argument, config.image_size)
+        return _from_examples(config, {"train": _Split(data.labels, images=data.images)},
+                              list(data.class_names), "multiclass", [])
+    if kind == "npz":
+        return _from_npz(config, Path(argument))
+    if kind == "tfds":
+        return _from_tfds(config, argument)
+    if kind == "folder":
+        by_split, empty = folder_records(Path(argument))
+        if empty:
+            raise ValueError(f"empty class folder {empty[0]}: every class folder needs at least one image "
+                             "(.jpg, .jpeg, .png, .bmp or .gif)")
+    else:
+        by_split = {"train": csv_records(Path(argument))}
+    return _from_records(config, by_split)
+
+
+def _from_records(config: DataConfig, by_split: dict[str, Records]) -> DataBundle:
+    skipped: list[Skipped] = []
+    clean = {}
+    for split, records in by_split.items():
+        clean[split], bad = drop_bad_files(records)
+        skipped.extend(bad)
+    multilabel = any(len(labels) > 1 for records in clean.values() for labels in records.labels)
+    names = sorted({label for labels in clean["train"].labels for label in labels})
+    for split, records in clean.items():
+        unknown = sorted({l for labels in records.labels for l in labels} - set(names))
+        if unknown:
+            where = Path(records.paths[0]).parent.parent if records.paths else split
+            raise ValueError(f"label {unknown[0]!r} in the {split} split ({where}) does not occur in train; "
+                             f"train has: {', '.join(names)}")
+    index = {name: i for i, name in enumerate(names)}
+    splits = {}
+    for split, records in clean.items():
+        if multilabel:
+            labels = np.zeros((len(records), len(names)), dtype=np.float32)
+            for row, row_labels in enumerate(records.labels):
+                labels[row, [index[l] for l in row_labels]] = 1.0
+        else:
+            labels = np.array([index[l[0]] for l in records.labels], dtype=np.int64)
+        splits[split] = _Split(labels, paths=records.paths)
+    return _from_examples(config, splits, names, "multilabel" if multilabel else "multiclass", skipped)
+
+
+def _from_examples(config: DataConfig, splits: dict[str, _Split], names: list[str], task: str,
+                   skipped: list[Skipped]) -> DataBundle:
+    if len(names) < 2:
+        raise ValueError(f"{config.source} has {len(names)} class{'es' if len(names) != 1 else ''} "
+                         f"({', '.join(names) or 'none'}); a classifier needs at least two")
+    train = splits["train"]
+    strata = train.labels.argmax(axis=1) if train.labels.ndim == 2 else train.labels
+    present = train.labels.sum(axis=0) if train.labels.ndim == 2 else np.bincount(strata, minlength=len(names))
+    if (present == 0).any():
+        missing = [n for n, c in zip(names, present) if c == 0]
+        raise ValueError(f"class {missing[0]!r} has no readable training images in {config.source}")
+    seed = config.seed
+    removed = 0.0  # fractions are shares of all the data, so later carves are scaled up
+    for name, fraction, salt in (("test", config.test_split, 1), ("val", config.val_split, 2)):
+        if name in splits or fraction == 0:
+            continue
+        kept, carved = stratified_split(strata, fraction / (1.0 - removed), seed + salt)
+        removed += fraction
+        splits[name] = train.subset(carved)
+        train, strata = train.subset(kept), strata[kept]
+    if config.few_shot:
+        chosen = few_shot(strata, config.few_shot, seed + 3)
+        train, strata = train.subset(chosen), strata[chosen]
+    if task == "multiclass":
+        resampled = balance_indices(strata, config.balance, seed + 4)
+        train = train.subset(resampled)
+    splits["train"] = train
+    weights = class_weights(train.labels, len(names)) if config.balance == "class_weight" and task == "multiclass" else None
+    ordered = {k: splits[k] for k in ("train", "val", "test") if k in splits}
+    return DataBundle(config, names, task, ordered, skipped, weights)
+
+
+def _arrays(x, y, class_names, *, where: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    x = np.asarray(x)
+    if y is None:
+        raise ValueError(f"{where}: labels y are required with images x")
+    y = np.asarray(y)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise ValueError(f"{where}: images must be [N, H, W, 3], [N, H, W, 1] or [N, H, W]; got shape {x.shape}")
+    if x.shape[-1] == 1:
+        x = np.repeat(x, 3, axis=-1)
+    if len(x) != len(y):
+        raise ValueError(f"{where}: {len(x)} images but {len(y)} labels")
+    if x.dtype != np.uint8:
+        if not np.issubdtype(x.dtype, np.floating) and not np.issubdtype(x.dtype, np.integer):
+            raise ValueError(f"{where}: images must be uint8 or float pixels, got dtype {x.dtype}")
+        low, high = float(x.min()), float(x.max())
+        if low < 0 or high > 255:
+            raise ValueError(f"{where}: pixels must be in [0, 255], got [{low:g}, {high:g}]")
+        if high <= 1.0:
+            raise ValueError(f"{where}: pixels look scaled to [0, 1] (max {high:g}); pass raw [0, 255] pixels "
+                             "(multiply by 255): models carry their own preprocessing")
+    if y.dtype.kind in "USO":
+        names = sorted({str(v) for v in y}) if class_names is None else list(class_names)
+        index = {n: i for i, n in enumerate(names)}
+        y = np.array([index[str(v)] for v in y], dtype=np.int64)
+    else:
+        y = y.astype(np.int64).reshape(-1)
+        names = list(class_names) if class_names is not None else [str(i) for i in range(int(y.max()) + 1)]
+        if y.min() < 0 or y.max() >= len(names):
+            raise ValueError(f"{where}: labels must be integers in [0, {len(names) - 1}], got [{y.min()}, {y.max()}]")
+    return x, y, names
+
+
+def _from_npz(config: DataConfig, path: Path) -> DataBundle:
+    if not path.is_file():
+        raise ValueError(f"npz file {path} does not exist")
+    with np.load(path, allow_pickle=False) as archive:  # never unpickle: an .npz can carry objects
+        keys = set(archive.files)
+        x_key = "x" if "x" in keys else "images" if "images" in keys else None
+        y_key = "y" if "y" in keys else "labels" if "labels" in keys else None
+        if x_key is None or y_key is None:
+            raise ValueError(f"{path}: expected arrays 'x' and 'y' (or 'images' and 'labels'); found {sorted(keys)}")
+        names = [str(n) for n in archive["class_names"]] if "class_names" in keys else None
+        images, labels, names = _arrays(archive[x_key], archive[y_key], names, where=str(path))
+    return _from_examples(config, {"train": _Split(labels, images=images)}, names, "multiclass", [])
+
+
+def _from_tfds(config: DataConfig, name: str) -> DataBundle:
+    import tensorflow_datasets as tfds
+
+    if config.few_shot or config.balance in ("oversample", "undersample"):
+        raise ValueError("data.few_shot and data.balance: oversample/undersample need a countable source; "
+                         "for tfds use balance: class_weight, or export the examples to a folder")
+    builder = tfds.builder(name, data_dir=config.data_dir)
+    if config.download and not builder.is_prepared():
+        _check_download_reachable(name, builder.data_dir)
+    splits_available = set(builder.info.splits) if builder.info.splits else set()
+    wanted = {"train": config.split}
+    if "validation" in splits_available:
+        wanted["val"] = "validation"
+    if "test" in splits_available and config.split != "test":
+        wanted["test"] = "test"
+    if "val" not in wanted and config.val_split:
+        v = int(round(config.val_split * 100))
+        wanted["train"], wanted["val"] = f"{config.split}[{v}%:]", f"{config.split}[:{v}%]"
+    loaded = tfds.load(name, split=list(wanted.values()), data_dir=config.data_dir, as_supervised=True,
+                       download=config.download, with_info=False)
+    label_feature = builder.info.features[builder.info.supervised_keys[1]]
+    names = list(label_feature.names)
+    splits = {key: _Split(np.zeros(0, dtype=np.int64), tfds=ds) for key, ds in zip(wanted, loaded)}
+    return DataBundle(config, names, "multiclass", splits, [], None)
+
+
+def _check_download_reachable(name: str, data_dir) -> None:
+    """Fail in seconds, not after minutes of retries, when TFDS would have to download offline."""
+    try:
+        socket.create_connection(("storage.googleapis.com", 443), timeout=3).close()
+    except OSError:
+        raise ValueError(
+            f"tfds:{name} is not prepared in {data_dir} and the download servers cannot be reached "
+            "(no internet?). Prepare it once on a machine online (tfds build, or tfds.load) and copy the "
+            "data_dir here, set data.download: false with data.data_dir pointing at it, or use "
+            "folder:PATH with the images in class folders."
+        ) from None
+
+
+def _examples(split: _Split):
+    """The split's undecoded examples: (path, label), (pixels, label) or a TFDS (image, label) stream."""
+    import tensorflow as tf
+
+    if split.tfds is not None:
+        return split.tfds
+    if split.paths is not None:
+        return tf.data.Dataset.from_tensor_slices((split.paths, split.labels))
+    return tf.data.Dataset.from_tensor_slices((split.images, split.labels))
+
+
+def _decode(ds, split: _Split, config: DataConfig):
+    """Map undecoded examples to (uint8 pixels at image_size, label), in parallel."""
+    import tensorflow as tf
+
+    size, policy = config.image_size, config.resize
+
+    def resize(image):
+        return tf.cast(tf.round(resize_image(image, size, policy)), tf.uint8)
+
+    if split.tfds is not None:
+        return ds.map(lambda x, y: (resize(_rgb(x)), y), num_parallel_calls=tf.data.AUTOTUNE)
+    if split.paths is not None:
+        def decode(path, label):
+            raw = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False, dtype=tf.uint8)
+            raw.set_shape([None, None, 3])
+            return resize(raw), label
+
+        return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    if tuple(split.images.shape[1:3]) == tuple(size):
+        return ds.map(lambda x, y: (tf.cast(x, tf.uint8), y))
+    return ds.map(lambda x, y: (resize(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _rgb(image):
+    import tensorflow as tf
+
+    return tf.image.grayscale_to_rgb(image) if image.shape[-1] == 1 else image
+
+
+def _cache_mode(split: _Split, config: DataConfig) -> str:
+    if config.cache != "auto":
+        return config.cache
+    if split.tfds is not None:
+        return "none"
+    height, width = config.image_size
+    return "memory" if len(split) * height * width * 3 < _MEMORY_CACHE_LIMIT else "disk"
+
+
+def _cache(ds, split: _Split, config: DataConfig, name: str):
+    mode = _cache_mode(split, config)
+    if mode == "none":
+        return ds
+    if mode == "memory":
+        return ds.cache()
+    import hashlib
+    import tempfile
+
+    # The cache file is named by what it holds, so a changed file list or size never reads a
+    # stale cache; TF only reuses a cache file that was completely written.
+    digest = hashlib.sha1(repr((split.paths, split.labels.tolist() if split.paths else len(split),
+                                config.image_size, config.resize, config.source)).encode()).hexdigest()[:16]
+    folder = Path(config.cache_dir or Path(tempfile.gettempdir()) / "keras_transfer_cache")
+    folder.mkdir(parents=True, exist_ok=True)
+    return ds.cache(str(folder / f"{name}_{digest}"))

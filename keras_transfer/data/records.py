@@ -1,0 +1,129 @@
+"""Image records from folders and CSV files, checked before any training starts.
+
+A record is an image path and its labels. Every file is decoded once up front (in threads, at
+reduced size for big JPEGs): zero-byte files, text files named .jpg, truncated images and
+unreadable files are skipped and reported, so training never dies mid-epoch on one.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "validation"), "test": ("test",)}
+CSV_COLUMNS = ("path", "label")
+
+
+@dataclass
+class Records:
+    """Image paths with their labels (a tuple of class names each; one for single-label data)."""
+
+    paths: list[str] = field(default_factory=list)
+    labels: list[tuple[str, ...]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def subset(self, indices) -> "Records":
+        """Return the records at `indices`, in that order."""
+        return Records([self.paths[i] for i in indices], [self.labels[i] for i in indices])
+
+
+@dataclass
+class Skipped:
+    """A file left out before training, and why."""
+
+    path: str
+    reason: str
+
+
+def folder_records(root: Path) -> tuple[dict[str, Records], list[str]]:
+    """Read `root/<class>/*.jpg` or `root/{train,val,test}/<class>/*`; return records by split and empty classes.
+
+    Splits absent from the folder are missing from the returned mapping (the caller carves them
+    from train). Raises ValueError naming the folder if it does not exist or holds no class folders.
+    """
+    if not root.is_dir():
+        raise ValueError(f"data folder {root} does not exist or is not a folder")
+    children = {child.name.lower(): child for child in root.iterdir() if child.is_dir()}
+    split_dirs = {split: children[name] for split, names in SPLIT_FOLDERS.items() for name in names if name in children}
+    if "train" not in split_dirs and split_dirs:
+        raise ValueError(f"{root} has {', '.join(sorted(split_dirs))}/ but no train/ folder")
+    if not split_dirs:
+        split_dirs = {"train": root}
+    result, empty = {}, []
+    for split, folder in split_dirs.items():
+        records = Records()
+        classes = sorted(child for child in folder.iterdir() if child.is_dir())
+        if not classes:
+            raise ValueError(f"{folder} holds no class folders: expected {folder}/<class name>/<image files>")
+        for class_dir in classes:
+            files = sorted(p for p in class_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not files:
+                empty.append(str(class_dir))
+            for path in files:
+                records.paths.append(str(path))
+                records.labels.append((class_dir.name,))
+        result[split] = records
+    return result, empty
+
+
+def csv_records(path: Path) -> Records:
+    """Read a CSV with a `path,label` header; paths relative to the CSV or absolute, labels `a|b`."""
+    if not path.is_file():
+        raise ValueError(f"CSV file {path} does not exist")
+    with path.open(newline="") as stream:
+        reader = csv.DictReader(stream)
+        columns = reader.fieldnames or []
+        unknown = [c for c in columns if c not in CSV_COLUMNS]
+        if unknown or set(columns) != set(CSV_COLUMNS):
+            raise ValueError(
+                f"{path}: the header must be exactly 'path,label'; got {','.join(columns) or '(empty file)'}"
+                + (f" (unknown column {unknown[0]!r})" if unknown else "")
+            )
+        records = Records()
+        for line, row in enumerate(reader, start=2):
+            image = Path(row["path"] or "")
+            image = image if image.is_absolute() else path.parent / image
+            labels = tuple(label.strip() for label in (row["label"] or "").split("|") if label.strip())
+            if not row["path"] or not labels:
+                raise ValueError(f"{path}, line {line}: every row needs a path and at least one label")
+            if not image.is_file():
+                raise ValueError(f"{path}, line {line}: image file {image} does not exist")
+            records.paths.append(str(image))
+            records.labels.append(labels)
+    if not records.paths:
+        raise ValueError(f"{path} has a header but no rows")
+    return records
+
+
+def _check(path: str) -> str | None:
+    """Return why `path` cannot be used as an image, or None if it decodes."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        if os.path.getsize(path) == 0:
+            return "empty file (0 bytes)"
+        with Image.open(path) as image:
+            image.draft("RGB", (64, 64))  # JPEG: decode at 1/8 scale; truncation still raises
+            image.load()
+        return None
+    except PermissionError:
+        return "permission denied"
+    except UnidentifiedImageError:
+        return "not an image file"
+    except (OSError, SyntaxError, ValueError) as error:
+        return f"unreadable image ({error})"
+
+
+def drop_bad_files(records: Records, threads: int = 8) -> tuple[Records, list[Skipped]]:
+    """Decode every file once; return the usable records and the skipped files with reasons."""
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        problems = list(pool.map(_check, records.paths))
+    keep = [i for i, problem in enumerate(problems) if problem is None]
+    skipped = [Skipped(path, problem) for path, problem in zip(records.paths, problems) if problem is not None]
+    return records.subset(keep), skipped
