@@ -9,7 +9,13 @@ from collections.abc import Iterable
 def closest(name: str, choices: Iterable[str], n: int = 3) -> list[str]:
     """Return up to `n` entries of `choices` that look most like `name`, best first."""
     choices = list(choices)
-    found = difflib.get_close_matches(name, choices, n=n, cutoff=0.5)
+    scored = []
+    for position, choice in enumerate(choices):
+        matcher = difflib.SequenceMatcher(None, name, choice)
+        if matcher.real_quick_ratio() >= 0.5 and matcher.quick_ratio() >= 0.5 and matcher.ratio() >= 0.5:
+            scored.append((-matcher.ratio(), position, choice))
+    # Equal scores keep the choices' own order (difflib would put 'lite4' before 'lite0').
+    found = [choice for _, _, choice in sorted(scored)[:n]]
     if not found:
         # Prefix matches catch "resnet" -> "resnet50" that difflib scores low.
         found = [c for c in choices if c.startswith(name) or name.startswith(c)][:n]

@@ -34,6 +34,7 @@ def build_backbone(
     input_shape: tuple[int, int, int] | None = None,
     cut_at: str | None = None,
     include_top: bool = False,
+    augmentation: keras.layers.Layer | None = None,
 ) -> keras.Model:
     """Build a backbone that takes raw RGB pixels in [0, 255] and outputs the features at `cut_at`.
 
@@ -45,7 +46,9 @@ def build_backbone(
     layer names, unchanged) or a block (its last layer); the default is the last feature layer
     before the classifier, or the classifier itself with `include_top=True` (to keep the source
     labels). The family's preprocessing is inside the model, so callers never call
-    `preprocess_input`. Unknown names raise ValueError listing the closest valid ones.
+    `preprocess_input`. `augmentation` (a layer, e.g. the data config's in-model augmentation)
+    is applied to the raw pixels first; it is active only in training. Unknown names raise
+    ValueError listing the closest valid ones.
     """
     if _is_model_path(name):
         return _build_from_source(Path(name), weights=weights, input_shape=input_shape, cut_at=cut_at)
@@ -56,7 +59,7 @@ def build_backbone(
     resolved = _resolve_weights(family, weights)
 
     inputs = keras.Input(shape=shape, name="pixels")
-    x = inputs
+    x = augmentation(inputs) if augmentation is not None else inputs
     for layer in preprocessing_layers(family.preprocessing):
         x = layer(x)
     with_top = include_top or family.feature_layer is not None

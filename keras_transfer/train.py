@@ -1,0 +1,63 @@
+"""`python -m keras_transfer.train`: run a transfer-learning job from a YAML config.
+
+    python -m keras_transfer.train [--config FILE.yaml] [--output-dir DIR] [--set a.b=value ...] [--resume]
+
+With no --config it runs the packaged `configs/default.yaml` (EfficientNet-Lite0 with offline
+ImageNet weights on the embedded digits). Configuration errors print one line naming the key and
+the closest valid choice, exit with status 2, and write nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+from keras_transfer.cli_util import run_cli
+
+
+def default_config_path() -> Path:
+    """The packaged default configuration file."""
+    return Path(str(resources.files("keras_transfer").joinpath("configs/default.yaml")))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m keras_transfer.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", type=Path, default=None, help="YAML config (default: the packaged default.yaml)")
+    parser.add_argument("--output-dir", type=Path, default=None, help="run directory (default: runs/<config>-<time>)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. training.stages.1.epochs=3 (repeatable)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the interrupted run in --output-dir from its last completed epoch")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Validate the configuration, then train; return the process exit status."""
+    args = _parser().parse_args(argv)
+    from keras_transfer.config import ConfigError, load_config
+
+    if args.resume:
+        if args.output_dir is None or not (args.output_dir / "config.yaml").is_file():
+            raise ConfigError("--resume needs --output-dir pointing at an interrupted run (a folder with config.yaml)")
+        if args.overrides or args.config:
+            raise ConfigError("--resume continues a run with its own saved config; drop --config and --set")
+        config = load_config(args.output_dir / "config.yaml")
+        run_dir = args.output_dir
+    else:
+        path = args.config or default_config_path()
+        config = load_config(path, args.overrides)
+        run_dir = args.output_dir or Path("runs") / f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if args.output_dir is not None and (run_dir / "checkpoints").exists():
+            raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --output-dir")
+
+    from keras_transfer.training import run
+
+    run(config, run_dir, resume=args.resume)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,109 @@
+"""Evaluation metrics and the plots of a run: training curves with stage boundaries, confusion matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def predict_split(model, dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Return (model outputs, labels) over a (pixels, labels) dataset, in dataset order."""
+    import tensorflow as tf
+
+    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    outputs, labels = [], []
+    for x, y in dataset:
+        outputs.append(np.asarray(forward(x)))
+        labels.append(np.asarray(y))
+    return np.concatenate(outputs), np.concatenate(labels)
+
+
+def classification_metrics(outputs: np.ndarray, labels: np.ndarray, class_names: list[str], task: str) -> dict[str, Any]:
+    """Accuracy, top-k, per-class precision/recall and the confusion matrix of one split."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    n = len(class_names)
+    if task == "multilabel":
+        predicted = outputs >= 0.5
+        per_class = precision_recall_fscore_support(labels.astype(bool), predicted, zero_division=0)
+        return {"examples": int(len(labels)), "exact_match": float((predicted == labels.astype(bool)).all(axis=1).mean()),
+                "per_class": _per_class(per_class, class_names)}
+    if task == "binary":
+        predicted = (outputs.reshape(-1) >= 0.5).astype(int)
+        probabilities = np.stack([1 - outputs.reshape(-1), outputs.reshape(-1)], axis=1)
+    else:
+        predicted = outputs.argmax(axis=1)
+        probabilities = outputs
+    labels = labels.astype(int).reshape(-1)
+    k = min(5, n - 1) if n > 2 else 1
+    top_k = np.argsort(-probabilities, axis=1)[:, :k]
+    per_class = precision_recall_fscore_support(labels, predicted, labels=list(range(n)), zero_division=0)
+    return {
+        "examples": int(len(labels)),
+        "accuracy": float((predicted == labels).mean()),
+        f"top_{k}_accuracy": float((top_k == labels[:, None]).any(axis=1).mean()),
+        "per_class": _per_class(per_class, class_names),
+        "confusion_matrix": confusion_matrix(labels, predicted, labels=list(range(n))).tolist(),
+    }
+
+
+def _per_class(scores, class_names):
+    precision, recall, f1, support = scores
+    return {name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for name, p, r, f, s in zip(class_names, precision, recall, f1, support)}
+
+
+def plot_training_curves(history: list[dict[str, Any]], path: Path) -> None:
+    """Loss and accuracy per epoch, train and validation, with each stage's start marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    panels = [("loss", "loss"), ("accuracy", "accuracy")]
+    panels = [(key, title) for key, title in panels if any(key in row for row in history)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for ax, (key, title) in zip(axes[0], panels):
+        ax.plot(epochs, [row.get(key, np.nan) for row in history], "o-", label=f"train {title}")
+        if any(f"val_{key}" in row for row in history):
+            ax.plot(epochs, [row.get(f"val_{key}", np.nan) for row in history], "s-", label=f"val {title}")
+        previous = None
+        for row in history:
+            if row["stage"] != previous:
+                ax.axvline(row["epoch"] - 0.5, color="grey", linestyle="--", linewidth=1)
+                ax.text(row["epoch"] - 0.45, 1.0, f" {row['stage']}", transform=ax.get_xaxis_transform(),
+                        va="top", fontsize=9, color="dimgrey")
+                previous = row["stage"]
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_confusion_matrix(matrix: list[list[int]], class_names: list[str], path: Path, title: str = "") -> None:
+    """The confusion matrix as a labelled heat map with counts in the cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = np.asarray(matrix)
+    size = max(4, 0.6 * len(class_names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or "confusion matrix")
+    limit = matrix.max() / 2 if matrix.size else 0
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, str(count), ha="center", va="center", color="white" if count > limit else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
