@@ -203,7 +203,7 @@ def run(config: RunConfig, run_dir: str | Path, *, resume: bool = False,
     start_stage, start_epoch, saved_optimizer, saved_es = 0, 0, None, None
     latest = state.checkpoints.latest() if resume else None
     if latest is not None:
-        model.load_weights(latest.weights_path)
+        latest.restore_model(model)
         state.history = latest.state["history"]
         start_stage, start_epoch = latest.state["stage_index"], latest.state["stage_epoch"]
         saved_optimizer = latest.optimizer_variables() if start_epoch else None
