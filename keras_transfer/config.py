@@ -268,6 +268,9 @@ def _check_choices(config: RunConfig) -> None:
     check(config.model.task, TASKS, "model.task")
     check(config.model.head.pooling, POOLINGS, "model.head.pooling")
     check(config.training.strategy, STRATEGIES, "training.strategy")
+    if config.training.strategy not in ("auto", "default"):
+        raise ConfigError(f"training.strategy: {config.training.strategy} is not supported yet; "
+                          "runs use one device (auto or default) until tf.distribute support lands")
     if config.training.jit_compile not in ("auto", True, False):
         raise ConfigError(f"training.jit_compile must be auto, true or false, got {config.training.jit_compile!r}")
     for fmt in config.export.formats:
