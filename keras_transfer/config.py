@@ -25,7 +25,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "warmup_cosine")
 CACHE_FEATURES = ("auto", "always", "never")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
-EXPORT_FORMATS = ("keras", "saved_model")
+EXPORT_FORMATS = ("keras", "saved_model", "tflite")
 
 
 class ConfigError(ValueError):

@@ -55,7 +55,7 @@ def _to_rgb(image):
 
 
 def resize_image(image, size: tuple[int, int], policy: str = "resize"):
-    """Resize one RGB image tensor [H, W, 3] to `size` (height, width) by `policy`, in TF ops.
+    """Resize an RGB image [H, W, 3] (or a batch [N, H, W, 3]) to `size` (height, width) by `policy`.
 
     "resize" stretches (aspect ratio not kept), "crop_to_aspect_ratio" centre-crops to the target
     aspect ratio first, "pad" letterboxes with black. Bilinear with antialiasing; returns float32
@@ -85,10 +85,10 @@ def _centre_crop(image, size):
     import tensorflow as tf
 
     shape = tf.shape(image)
-    height, width = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
+    height, width = tf.cast(shape[-3], tf.float32), tf.cast(shape[-2], tf.float32)
     target = size[1] / size[0]
     crop_w = tf.minimum(width, tf.round(height * target))
     crop_h = tf.minimum(height, tf.round(width / target))
     crop_w, crop_h = tf.maximum(tf.cast(crop_w, tf.int32), 1), tf.maximum(tf.cast(crop_h, tf.int32), 1)
-    top, left = (shape[0] - crop_h) // 2, (shape[1] - crop_w) // 2
+    top, left = (shape[-3] - crop_h) // 2, (shape[-2] - crop_w) // 2
     return tf.image.crop_to_bounding_box(image, top, left, crop_h, crop_w)

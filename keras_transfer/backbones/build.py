@@ -72,8 +72,10 @@ def build_backbone(
 
 
 def _is_model_path(name: str | os.PathLike) -> bool:
+    # Only an explicit model file name or a path counts: a folder that happens to be called
+    # "vgg16" in the working directory must not shadow the registered family.
     text = os.fspath(name)
-    return text.endswith((".keras", ".h5")) or os.sep in text or Path(text).exists()
+    return isinstance(name, os.PathLike) or text.endswith((".keras", ".h5")) or os.sep in text
 
 
 def _input_shape(family: Family, input_shape: tuple[int, int, int] | None) -> tuple[int, int, int]:

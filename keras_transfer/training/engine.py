@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -307,8 +305,11 @@ def _finish(run: _Run) -> RunResult:
         plot_confusion_matrix(shown["confusion_matrix"], data.class_names, run_dir / "plots" / "confusion_matrix.png",
                               title=f"{split} split")
     _save_model(model, run_dir / "model.keras")
-    if "saved_model" in run.config.export.formats:
-        _export_saved_model(model, run_dir / "saved_model")
+    extra = [f for f in run.config.export.formats if f != "keras"]
+    if extra:
+        from keras_transfer.export import export_run
+
+        export_run(run_dir, extra, log=run.log, model=model, data=data)
     for split, values in metrics.items():
         if "accuracy" in values:
             run.log(f"{split} accuracy: {values['accuracy']:.4f} ({values['examples']} images)")
@@ -319,15 +320,6 @@ def _finish(run: _Run) -> RunResult:
 def _save_model(model: keras.Model, path: Path) -> None:
     tmp = path.with_name(f".{path.stem}.tmp.keras")
     model.save(tmp)
-    tmp.replace(path)
-
-
-def _export_saved_model(model: keras.Model, path: Path) -> None:
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=".saved_model-"))
-    shutil.rmtree(tmp)
-    model.export(str(tmp), format="tf_saved_model", verbose=False)
-    if path.exists():
-        shutil.rmtree(path)
     tmp.replace(path)
 
 
