@@ -266,3 +266,11 @@ def test_shipped_configs_are_valid_and_their_blocks_exist(name):
     for stage in config.training.stages:
         assert resolve_trainable(stage.train, blocks)
     assert (Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml").resolve() == default_config_path().with_name(f"{name}.yaml").resolve()
+
+
+def test_a_misspelt_block_in_block_lr_is_refused_before_anything_is_written(tmp_path):
+    stages = [{"name": "tune", "train": "all", "epochs": 1, "learning_rate": 0.01, "block_lr": {"conv4": 0.001}}]
+    config = from_dict(tiny_config(tmp_path, stages))
+    with pytest.raises(ConfigError, match=r"training.stages.0 \(tune\): unknown block 'conv4' in block_lr"):
+        run(config, tmp_path / "run", log=lambda _: None)
+    assert not (tmp_path / "run").exists()

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import keras
 from keras import ops
 
+from keras_transfer._names import unknown_name_message
 from keras_transfer.backbones import HEAD_BLOCK, backbone_blocks
 from keras_transfer.freeze import resolve_trainable
 
@@ -92,8 +93,6 @@ def block_multipliers(model: keras.Model, train, *, decay: float | None = None,
     if block_lr:
         for name in block_lr:
             if name not in blocks:
-                from keras_transfer._names import unknown_name_message
-
                 raise ValueError(unknown_name_message("block", name, list(blocks), where="block_lr"))
         factor = {name: rate / base_lr for name, rate in block_lr.items()}
     elif decay is not None:
