@@ -117,9 +117,20 @@ def export_saved_model(model, path: str | os.PathLike, class_names: Sequence[str
     return _atomic_dir(Path(path), write)
 
 
+def inference_model(model):
+    """An uncompiled twin of `model` sharing its layers and weights: what deployment needs.
+
+    Saving it leaves the training state (optimizer, loss, per-block rates) out of the file, so a
+    `.keras` export reloads without the toolkit's optimizer classes.
+    """
+    import keras
+
+    return keras.Model(model.input, model.output, name=model.name)
+
+
 def export_keras(model, path: str | os.PathLike) -> Path:
-    """Write the model as a `.keras` file (atomic), reloadable with `keras.saving.load_model`."""
-    return _atomic_file(Path(path), lambda tmp: model.save(tmp))
+    """Write the model, without its training state, as a `.keras` file (atomic)."""
+    return _atomic_file(Path(path), lambda tmp: inference_model(model).save(tmp))
 
 
 def export_tflite(model, path: str | os.PathLike, *, mode: str = "float32") -> Path:

@@ -55,7 +55,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from keras_transfer.training import run
 
-    run(config, run_dir, resume=args.resume)
+    result = run(config, run_dir, resume=args.resume)
+    extra = [fmt for fmt in config.export.formats if fmt != "keras"]  # model.keras is always written
+    if extra:
+        from keras_transfer.export import export_run
+
+        export_run(run_dir, extra, model=result.model, data=result.data)
     return 0
 
 

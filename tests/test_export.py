@@ -23,7 +23,10 @@ from tests.test_training import tiny_config
 def trained_run(tmp_path_factory):
     """A small trained classifier (tiny CNN on 16x16 digits) in a finished run directory."""
     tmp_path = tmp_path_factory.mktemp("export")
-    stages = [{"name": "head", "train": "head", "epochs": 2, "learning_rate": 0.05}]
+    # The last stage compiles the full model, as fine-tuning runs do: its optimizer must not
+    # stop the saved model from loading.
+    stages = [{"name": "head", "train": "head", "epochs": 2, "learning_rate": 0.05},
+              {"name": "tune", "train": "top:1", "epochs": 1, "learning_rate": 0.001, "block_lr_decay": 0.5}]
     result = run(from_dict(tiny_config(tmp_path, stages)), tmp_path / "run", log=lambda _: None)
     return result
 
@@ -76,6 +79,14 @@ def test_saved_model_serves_images_and_bytes_in_a_fresh_process_without_our_code
 
 def test_keras_export_round_trips_with_identical_predictions(trained_run, tmp_path):
     path = export_keras(trained_run.model, tmp_path / "model.keras")
+    np.save(tmp_path / "images.npy", _digit_images())
+    plain = _python(f"""
+        import sys, keras
+        for saved in ({str(path)!r}, {str(trained_run.run_dir / 'model.keras')!r}):
+            keras.saving.load_model(saved)  # no toolkit import: no training state in the files
+        assert "keras_transfer" not in sys.modules
+    """)
+    assert plain.returncode == 0, plain.stderr[-3000:]
     images = _digit_images()
     np.save(tmp_path / "images.npy", images)
     np.save(tmp_path / "expected.npy", np.asarray(trained_run.model(images.astype("float32"), training=False)))

@@ -45,6 +45,7 @@ class RunResult:
     history: list[dict[str, Any]]
     metrics: dict[str, Any]
     model: keras.Model = field(repr=False)
+    data: DataBundle | None = field(default=None, repr=False)
 
 
 def resolve_task(config: RunConfig, data: DataBundle) -> str:
@@ -305,21 +306,18 @@ def _finish(run: _Run) -> RunResult:
         plot_confusion_matrix(shown["confusion_matrix"], data.class_names, run_dir / "plots" / "confusion_matrix.png",
                               title=f"{split} split")
     _save_model(model, run_dir / "model.keras")
-    extra = [f for f in run.config.export.formats if f != "keras"]
-    if extra:
-        from keras_transfer.export import export_run
-
-        export_run(run_dir, extra, log=run.log, model=model, data=data)
     for split, values in metrics.items():
         if "accuracy" in values:
             run.log(f"{split} accuracy: {values['accuracy']:.4f} ({values['examples']} images)")
     run.log(f"run directory: {run_dir}")
-    return RunResult(run_dir, run.history, metrics, model)
+    return RunResult(run_dir, run.history, metrics, model, data)
 
 
 def _save_model(model: keras.Model, path: Path) -> None:
+    # An uncompiled twin sharing the weights: the file holds the model, not the last stage's
+    # optimizer, so it reloads with plain keras.saving.load_model.
     tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
+    keras.Model(model.input, model.output, name=model.name).save(tmp)
     tmp.replace(path)
 
 
