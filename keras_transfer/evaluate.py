@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     from keras_transfer.config import load_config
     from keras_transfer.data import load_data
     from keras_transfer.training.engine import resolve_task
-    from keras_transfer.training.report import classification_metrics, predict_split
+    from keras_transfer.training.features import extract
+    from keras_transfer.training.report import classification_metrics
 
     model_path = args.run / "model.keras"
     if not model_path.is_file():
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"the data's classes {data.class_names} differ from the model's {labels}")
     split = args.split if args.data is None else "train"
     model = keras.saving.load_model(model_path, safe_mode=True)
-    outputs, truth = predict_split(model, data.dataset(split, training=False))
+    outputs, truth = extract(model, data.dataset(split, training=False))
     metrics = classification_metrics(outputs, truth, labels, resolve_task(config, data))
     if args.json:
         print(json.dumps(metrics, indent=1))

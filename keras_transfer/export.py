@@ -57,7 +57,7 @@ def _atomic_file(target: Path, write) -> Path:
     return target
 
 
-def _serving_module(model, class_names: Sequence[str], labels_file: Path, resize: str):
+def _serving_module(model, labels_file: Path, resize: str):
     import tensorflow as tf
 
     from keras_transfer.images import resize_image
@@ -110,7 +110,7 @@ def export_saved_model(model, path: str | os.PathLike, class_names: Sequence[str
         with tempfile.TemporaryDirectory() as folder:
             labels = Path(folder) / "labels.txt"
             labels.write_text("".join(f"{name}\n" for name in class_names))
-            module = _serving_module(model, class_names, labels, resize)
+            module = _serving_module(model, labels, resize)
             tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serve_images,
                                                               "serve_bytes": module.serve_bytes})
 

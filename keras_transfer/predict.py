@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from keras_transfer.backbones import build_backbone
     from keras_transfer.backbones.imagenet import decode_predictions
-    from keras_transfer.images import ImageReadError, read_rgb, resize_rgb
+    from keras_transfer.images import ImageReadError, resize_rgb
 
     if not args.images and not args.demo:
         raise ValueError("name at least one image file, or pass --demo")

@@ -4,7 +4,6 @@ caching equal to the uncached path, resume after a real kill, config errors, and
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys

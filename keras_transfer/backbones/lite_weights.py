@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -152,9 +152,3 @@ def _weight_map(variant: int) -> Iterator[tuple[str, list[str], object]]:
     yield "top_conv", ["_conv_head.weight"], _conv
     yield "top_bn", _bn("_bn1"), _same
     yield "predictions", ["_fc.weight", "_fc.bias"], lambda w: w.T if w.ndim == 2 else w
-
-
-def state_dict_summary(state: Mapping[str, np.ndarray]) -> tuple[int, int]:
-    """Return (number of tensors, number of weights excluding BN statistics) of a state dict."""
-    weights = sum(v.size for k, v in state.items() if "running" not in k and "num_batches" not in k)
-    return len(state), int(weights)

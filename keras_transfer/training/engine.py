@@ -33,7 +33,6 @@ from keras_transfer.training.report import (
     classification_metrics,
     plot_confusion_matrix,
     plot_training_curves,
-    predict_split,
 )
 
 
@@ -294,7 +293,7 @@ def _finish(run: _Run) -> RunResult:
     metrics: dict[str, Any] = {}
     for split in ("val", "test"):
         if split in data.splits and run.task != "regression":
-            outputs, labels = predict_split(model, data.dataset(split))
+            outputs, labels = extract(model, data.dataset(split))
             metrics[split] = classification_metrics(outputs, labels, data.class_names, run.task)
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
     atomic_write_text(run_dir / "history.json", json.dumps(run.history, indent=1))

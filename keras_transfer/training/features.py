@@ -39,10 +39,13 @@ def split_at_head(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     return extractor, keras.Model(inputs, x, name="head_on_features")
 
 
-def extract(extractor: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Run `extractor` once over a (pixels, labels) dataset; return (features, labels) in order."""
+def extract(model: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Run `model` once over a (pixels, labels) dataset; return (outputs, labels) in dataset order.
+
+    Serves feature caching (a backbone's features) and evaluation (a classifier's probabilities).
+    """
     features, labels = [], []
-    step = _compiled_forward(extractor)
+    step = _compiled_forward(model)
     for x, y in dataset:
         features.append(np.asarray(step(x)))
         labels.append(np.asarray(y))

@@ -8,18 +8,6 @@ from typing import Any
 import numpy as np
 
 
-def predict_split(model, dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Return (model outputs, labels) over a (pixels, labels) dataset, in dataset order."""
-    import tensorflow as tf
-
-    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    outputs, labels = [], []
-    for x, y in dataset:
-        outputs.append(np.asarray(forward(x)))
-        labels.append(np.asarray(y))
-    return np.concatenate(outputs), np.concatenate(labels)
-
-
 def classification_metrics(outputs: np.ndarray, labels: np.ndarray, class_names: list[str], task: str) -> dict[str, Any]:
     """Accuracy, top-k, per-class precision/recall and the confusion matrix of one split."""
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
