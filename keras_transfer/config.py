@@ -24,6 +24,7 @@ from keras_transfer.heads import POOLINGS, TASKS
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "warmup_cosine")
 CACHE_FEATURES = ("auto", "always", "never")
+HEAD_TYPES = ("dense", "logistic", "linear_svm", "knn")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 EXPORT_FORMATS = ("keras", "saved_model", "tflite")
 
@@ -34,8 +35,11 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class HeadConfig:
-    """The new head (see `keras_transfer.heads.HeadSpec`)."""
+    """The new head: `dense` (a Keras head, see `keras_transfer.heads.HeadSpec`, trained in
+    stages: Solution I) or an external classifier on frozen features (`logistic`, `linear_svm`,
+    `knn`: Solution II, see `keras_transfer.features`)."""
 
+    type: str = "dense"
     pooling: str = "avg"
     units: list[int] = field(default_factory=list)
     dropout: float = 0.2
@@ -116,6 +120,7 @@ class RunConfig:
 _CHOICES = {
     "model.task": TASKS,
     "model.head.pooling": POOLINGS,
+    "model.head.type": HEAD_TYPES,
     "training.strategy": STRATEGIES,
     "optimizer": OPTIMIZERS,
     "lr_schedule": SCHEDULES,
@@ -267,6 +272,9 @@ def _check_choices(config: RunConfig) -> None:
         raise ConfigError(unknown_name_message("backbone", backbone, FAMILIES, where="model.backbone"))
     check(config.model.task, TASKS, "model.task")
     check(config.model.head.pooling, POOLINGS, "model.head.pooling")
+    check(config.model.head.type, HEAD_TYPES, "model.head.type")
+    if config.model.head.type != "dense":
+        _check_feature_classifier(config)
     check(config.training.strategy, STRATEGIES, "training.strategy")
     if config.training.strategy not in ("auto", "default"):
         raise ConfigError(f"training.strategy: {config.training.strategy} is not supported yet; "
@@ -292,6 +300,18 @@ def _check_choices(config: RunConfig) -> None:
             raise ConfigError(f"{where}: give block_lr_decay or block_lr, not both")
         if not isinstance(stage.train, (str, list)):
             raise ConfigError(f"{where}.train must be head, all, none, top:N or a list of block names")
+
+
+def _check_feature_classifier(config: RunConfig) -> None:
+    head, kind = config.model.head, config.model.head.type
+    if head.pooling == "flatten":
+        raise ConfigError(f"model.head.pooling: a {kind} classifier takes pooled features; use avg or max")
+    if head.units:
+        raise ConfigError(f"model.head.units: a {kind} classifier has no hidden Dense layers; drop units "
+                          "or use model.head.type: dense")
+    if config.model.task != "multiclass" or config.model.keep_source_top:
+        raise ConfigError(f"model.head.type: {kind} classifies one class per image (model.task: multiclass, "
+                          "keep_source_top: false)")
 
 
 def to_dict(config: RunConfig) -> dict[str, Any]:

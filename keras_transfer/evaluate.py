@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     from keras_transfer.config import load_config
     from keras_transfer.data import load_data
     from keras_transfer.training.engine import resolve_task
-    from keras_transfer.training.features import extract
+    from keras_transfer.training.feature_cache import extract
     from keras_transfer.training.report import classification_metrics
 
     model_path = args.run / "model.keras"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
 # ImageNet channel means in BGR order, as the original Caffe VGG/ResNet models expect.
@@ -107,3 +108,46 @@ class RandomGeometry(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "flip": self.flip, "rotation": self.rotation, "zoom": self.zoom,
                 "translation": self.translation, "fill_mode": self.fill_mode, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="keras_transfer")
+class NearestNeighbours(keras.layers.Layer):
+    """k-nearest-neighbour vote shares over stored, standardised reference features.
+
+    The references are weights of the layer, so a saved model carries them and loads in safe
+    mode; distances are Euclidean after standardisation, as in `keras_transfer.features.fit_classifier("knn", ...)`.
+    """
+
+    def __init__(self, references: int, features: int, num_classes: int, k: int, name: str = "head_knn", **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(name=name, **kwargs)
+        self.references, self.features, self.num_classes, self.k = references, features, num_classes, k
+        self.points = self.add_weight(shape=(references, features), initializer="zeros", trainable=False, name="points")
+        self.onehot = self.add_weight(shape=(references, num_classes), initializer="zeros", trainable=False, name="onehot")
+        self.mean = self.add_weight(shape=(features,), initializer="zeros", trainable=False, name="mean")
+        self.scale = self.add_weight(shape=(features,), initializer="ones", trainable=False, name="scale")
+
+    @classmethod
+    def from_points(cls, points, labels, num_classes: int, k: int, mean, scale) -> "NearestNeighbours":
+        """A layer voting among standardised reference `points` with integer `labels`."""
+        layer = cls(len(points), points.shape[1], num_classes, k)
+        layer.points.assign(np.asarray(points, dtype=np.float32))
+        layer.onehot.assign(np.eye(num_classes, dtype=np.float32)[np.asarray(labels)])
+        layer.mean.assign(np.asarray(mean, dtype=np.float32))
+        layer.scale.assign(np.asarray(scale, dtype=np.float32))
+        return layer
+
+    def call(self, x):
+        ops = keras.ops
+        z = (ops.cast(x, "float32") - self.mean) / self.scale
+        distances = (ops.sum(z * z, axis=1, keepdims=True) - 2.0 * ops.matmul(z, ops.transpose(self.points))
+                     + ops.sum(self.points * self.points, axis=1)[None, :])
+        _, nearest = ops.top_k(-distances, k=self.k)
+        return ops.mean(ops.take(self.onehot, nearest, axis=0), axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_classes)
+
+    def get_config(self):
+        return {**super().get_config(), "references": self.references, "features": self.features,
+                "num_classes": self.num_classes, "k": self.k}

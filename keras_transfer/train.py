@@ -2,7 +2,8 @@
 
     python -m keras_transfer.train [--config FILE.yaml] [--output-dir DIR] [--set a.b=value ...] [--resume]
 
-With no --config it runs the packaged `configs/default.yaml` (EfficientNet-Lite0 with offline
+With `model.head.type: logistic | linear_svm | knn` it runs Solution II (an external classifier
+on frozen features) instead of staged fine-tuning. With no --config it runs the packaged `configs/default.yaml` (EfficientNet-Lite0 with offline
 ImageNet weights on the embedded digits). Configuration errors print one line naming the key and
 the closest valid choice, exit with status 2, and write nothing.
 """
@@ -53,9 +54,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.output_dir is not None and (run_dir / "checkpoints").exists():
             raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --output-dir")
 
-    from keras_transfer.training import run
+    if config.model.head.type != "dense":
+        # Solution II: no epochs to resume; a rerun reads the features from the cache.
+        from keras_transfer.features import run_feature_classifier
 
-    result = run(config, run_dir, resume=args.resume)
+        result = run_feature_classifier(config, run_dir)
+    else:
+        from keras_transfer.training import run
+
+        result = run(config, run_dir, resume=args.resume)
     extra = [fmt for fmt in config.export.formats if fmt != "keras"]  # model.keras is always written
     if extra:
         from keras_transfer.export import export_run

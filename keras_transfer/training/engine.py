@@ -27,7 +27,7 @@ from keras_transfer.data import DataBundle, load_data
 from keras_transfer.freeze import resolve_trainable, set_trainable
 from keras_transfer.heads import HeadSpec, build_classifier
 from keras_transfer.training.checkpoint import Checkpointer, atomic_write_text
-from keras_transfer.training.features import extract, split_at_head
+from keras_transfer.training.feature_cache import extract, split_at_head
 from keras_transfer.training.optimizers import block_multipliers, make_optimizer
 from keras_transfer.training.report import (
     classification_metrics,
@@ -189,12 +189,7 @@ def run(config: RunConfig, run_dir: str | Path, *, resume: bool = False,
     model = build_model(config, data)
     check_stages(model, config)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "plots").mkdir(exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
-    atomic_write_text(run_dir / "labels.txt", "".join(f"{name}\n" for name in data.class_names))
-    data.write_report(run_dir / "data_report.json")
-    _log_data(data, log)
+    start_run_dir(config, run_dir, data, log)
 
     task = resolve_task(config, data)
     state = _Run(config, run_dir, data, model, task, log)
@@ -221,6 +216,16 @@ def run(config: RunConfig, run_dir: str | Path, *, resume: bool = False,
         if on_stage_end is not None:
             on_stage_end(index, stage, model)
     return _finish(state)
+
+
+def start_run_dir(config: RunConfig, run_dir: Path, data: DataBundle, log: Callable[[str], None] = print) -> None:
+    """Create `run_dir` with what a run knows before training: config.yaml, labels.txt, data_report.json."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "plots").mkdir(exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
+    atomic_write_text(run_dir / "labels.txt", "".join(f"{name}\n" for name in data.class_names))
+    data.write_report(run_dir / "data_report.json")
+    _log_data(data, log)
 
 
 def _run_stage(run: _Run, index: int, stage: StageConfig, start_epoch: int, saved_optimizer, saved_es) -> None:
@@ -289,16 +294,21 @@ def _feature_datasets(extractor: keras.Model, data: DataBundle, config: RunConfi
 
 
 def _finish(run: _Run) -> RunResult:
-    run_dir, model, data = run.run_dir, run.model, run.data
     metrics: dict[str, Any] = {}
     for split in ("val", "test"):
-        if split in data.splits and run.task != "regression":
-            outputs, labels = extract(model, data.dataset(split))
-            metrics[split] = classification_metrics(outputs, labels, data.class_names, run.task)
+        if split in run.data.splits and run.task != "regression":
+            outputs, labels = extract(run.model, run.data.dataset(split))
+            metrics[split] = classification_metrics(outputs, labels, run.data.class_names, run.task)
+    return write_results(run.run_dir, run.model, run.data, metrics, run.history, run.log)
+
+
+def write_results(run_dir: Path, model: keras.Model, data: DataBundle, metrics: dict[str, Any],
+                  history: list[dict[str, Any]], log: Callable[[str], None] = print) -> RunResult:
+    """Finish a run directory: metrics.json, history.json, plots and model.keras; log the scores."""
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
-    atomic_write_text(run_dir / "history.json", json.dumps(run.history, indent=1))
-    if run.history:
-        plot_training_curves(run.history, run_dir / "plots" / "training_curves.png")
+    atomic_write_text(run_dir / "history.json", json.dumps(history, indent=1))
+    if history:
+        plot_training_curves(history, run_dir / "plots" / "training_curves.png")
     shown = metrics.get("test") or metrics.get("val")
     if shown and "confusion_matrix" in shown:
         split = "test" if "test" in metrics else "val"
@@ -307,9 +317,9 @@ def _finish(run: _Run) -> RunResult:
     _save_model(model, run_dir / "model.keras")
     for split, values in metrics.items():
         if "accuracy" in values:
-            run.log(f"{split} accuracy: {values['accuracy']:.4f} ({values['examples']} images)")
-    run.log(f"run directory: {run_dir}")
-    return RunResult(run_dir, run.history, metrics, model, data)
+            log(f"{split} accuracy: {values['accuracy']:.4f} ({values['examples']} images)")
+    log(f"run directory: {run_dir}")
+    return RunResult(run_dir, history, metrics, model, data)
 
 
 def _save_model(model: keras.Model, path: Path) -> None:

@@ -45,14 +45,15 @@ def extract(model: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray]:
     Serves feature caching (a backbone's features) and evaluation (a classifier's probabilities).
     """
     features, labels = [], []
-    step = _compiled_forward(model)
+    step = compiled_forward(model)
     for x, y in dataset:
         features.append(np.asarray(step(x)))
         labels.append(np.asarray(y))
     return np.concatenate(features), np.concatenate(labels)
 
 
-def _compiled_forward(model: keras.Model):
+def compiled_forward(model: keras.Model):
+    """`model`'s inference forward pass as one traced `tf.function` (list outputs stay lists)."""
     import tensorflow as tf
 
     # A compiled tf.function forward is the fastest way through a frozen backbone on CPU

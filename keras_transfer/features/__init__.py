@@ -1,0 +1,23 @@
+"""The CNN as a frozen feature extractor (Solution II): cached features, external classifiers,
+the layer probe and the strategy advisor."""
+
+from keras_transfer.features.classifiers import (
+    CLASSIFIERS,
+    FeatureClassifier,
+    classifier_model,
+    fit_classifier,
+)
+from keras_transfer.features.extract import Features, extract_features, feature_layers, feature_model
+from keras_transfer.features.solution import run_feature_classifier
+
+__all__ = [
+    "CLASSIFIERS",
+    "FeatureClassifier",
+    "Features",
+    "classifier_model",
+    "extract_features",
+    "feature_layers",
+    "feature_model",
+    "fit_classifier",
+    "run_feature_classifier",
+]

@@ -1,0 +1,203 @@
+"""External classifiers on frozen features: logistic regression, linear SVM, k-nearest neighbours.
+
+The protocol is Kornblith et al.'s linear probe (CVPR 2019): standardised features, no
+augmentation, L2-regularised multinomial logistic regression fitted with L-BFGS, and C chosen
+over a log grid on held-out data. Here the choice is made on the validation split when there is
+one, else by stratified k-fold cross-validation on train; the final classifier is fitted on train
+only, as the Keras heads are, so the two compare on equal data (Kornblith et al. refit on
+train + validation). A fitted linear classifier becomes one Dense layer on the backbone
+(`classifier_model`), so Solution II ends in the same kind of Keras model as Solution I.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+
+from keras_transfer._names import unknown_name_message
+from keras_transfer.layers import NearestNeighbours
+
+CLASSIFIERS = ("logistic", "linear_svm", "knn")
+# Kornblith et al. searched 45 values of C from 1e-6 to 1e5; nine decades cover the optimum on
+# standardised features at a fifth of the cost.
+C_GRID = tuple(float(c) for c in np.logspace(-4, 4, 9))
+K_GRID = (1, 3, 5, 9, 15)
+
+
+@dataclass
+class FeatureClassifier:
+    """A fitted external classifier: standardisation, the scikit-learn estimator, the choice made.
+
+    `selection` lists (hyper-parameter value, held-out accuracy) for every candidate tried.
+    `predict_proba` returns one column per class of the data, even for classes the estimator
+    never saw; for the linear SVM the columns are a softmax of the margins (scores, not
+    calibrated probabilities), which keeps the arg-max.
+    """
+
+    kind: str
+    num_classes: int
+    mean: np.ndarray
+    scale: np.ndarray
+    estimator: Any
+    chosen: dict[str, float]
+    selection: list[tuple[float, float]] = field(default_factory=list)
+    selected_on: str = "none"
+
+    def standardise(self, x: np.ndarray) -> np.ndarray:
+        """Features standardised with the training set's mean and scale."""
+        return (np.asarray(x, dtype=np.float64) - self.mean) / self.scale
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Class scores summing to one per row, shape [N, num_classes]."""
+        z = self.standardise(x)
+        out = np.zeros((len(z), self.num_classes))
+        classes = self.estimator.classes_
+        if self.kind == "knn":
+            out[:, classes] = self.estimator.predict_proba(z)
+            return out
+        logits = np.full((len(z), self.num_classes), -np.inf)
+        logits[:, classes] = _linear_logits(self.estimator, z)
+        logits -= logits.max(axis=1, keepdims=True)
+        out = np.exp(logits)
+        return out / out.sum(axis=1, keepdims=True)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """The predicted class index of each row."""
+        return self.predict_proba(x).argmax(axis=1)
+
+    def score(self, x: np.ndarray, y: np.ndarray) -> float:
+        """Accuracy on (x, y)."""
+        return float((self.predict(x) == np.asarray(y).reshape(-1)).mean())
+
+
+def fit_classifier(
+    kind: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    num_classes: int | None = None,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    grid: tuple[float, ...] | None = None,
+    seed: int = 0,
+) -> FeatureClassifier:
+    """Fit a `kind` classifier ("logistic", "linear_svm" or "knn") on features `x`, labels `y`.
+
+    The regularisation C (or kNN's k) is chosen from `grid` (default `C_GRID` / `K_GRID`) by
+    accuracy on `validation` when given, else by stratified k-fold cross-validation on (x, y)
+    (k = min(5, smallest class count); with one example of some class, no choice is made and
+    the grid's middle value is used). Labels are integer class indices.
+    """
+    if kind not in CLASSIFIERS:
+        raise ValueError(unknown_name_message("classifier", kind, CLASSIFIERS))
+    from sklearn.preprocessing import StandardScaler
+
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y)
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{kind} needs one integer class per example (multiclass labels), got labels of "
+                         f"shape {y.shape} and type {y.dtype}")
+    if x.ndim != 2 or len(x) != len(y):
+        raise ValueError(f"features must be [N, D] with one label each; got {x.shape} and {len(y)} labels")
+    if len(np.unique(y)) < 2:
+        raise ValueError(f"{kind} needs at least two classes in the training labels")
+    num_classes = int(num_classes or y.max() + 1)
+    scaler = StandardScaler().fit(x)
+    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
+    z = (x - scaler.mean_) / scale
+    grid = tuple(grid or (K_GRID if kind == "knn" else C_GRID))
+    if kind == "knn":
+        grid = tuple(k for k in grid if k <= len(z)) or (1,)
+
+    selection, selected_on = [], "none"
+    if validation is not None and len(validation[1]):
+        zv = (np.asarray(validation[0], dtype=np.float64) - scaler.mean_) / scale
+        selection = _select(kind, grid, [(z, y, zv, np.asarray(validation[1]).reshape(-1))], seed)
+        selected_on = "validation split"
+    else:
+        folds = min(5, int(np.bincount(y)[np.unique(y)].min()))
+        if folds >= 2:
+            from sklearn.model_selection import StratifiedKFold
+
+            splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(z, y)
+            selection = _select(kind, grid, [(z[a], y[a], z[b], y[b]) for a, b in splits], seed)
+            selected_on = f"{folds}-fold cross-validation"
+    value = max(selection, key=lambda pair: pair[1])[0] if selection else grid[len(grid) // 2]
+    estimator = _fit(kind, value, z, y, seed)
+    chosen = {"n_neighbors" if kind == "knn" else "C": value}
+    return FeatureClassifier(kind, num_classes, scaler.mean_, scale, estimator, chosen, selection, selected_on)
+
+
+def _select(kind, grid, folds, seed) -> list[tuple[float, float]]:
+    """Mean held-out accuracy of each grid value; ties go to the first (most regularised) value."""
+    scores = []
+    for value in grid:
+        accuracy = [float((_fit(kind, value, zt, yt, seed).predict(zv) == yv).mean()) for zt, yt, zv, yv in folds]
+        scores.append((value, float(np.mean(accuracy))))
+    return scores
+
+
+def _fit(kind: str, value: float, z: np.ndarray, y: np.ndarray, seed: int):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.svm import LinearSVC
+
+    if kind == "knn":
+        return KNeighborsClassifier(n_neighbors=int(min(value, len(z)))).fit(z, y)
+    if kind == "logistic":
+        estimator = LogisticRegression(C=value, solver="lbfgs", max_iter=1000)
+    else:
+        estimator = LinearSVC(C=value, max_iter=1000, random_state=seed)
+    with warnings.catch_warnings():
+        # A weakly regularised fit on separable features never "converges"; its accuracy decides.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return estimator.fit(z, y)
+
+
+def _linear_logits(estimator, z: np.ndarray) -> np.ndarray:
+    """Logits over the estimator's classes; a binary estimator's one margin becomes [0, margin]."""
+    coef, intercept = linear_weights(estimator)
+    return z @ coef + intercept
+
+
+def linear_weights(estimator) -> tuple[np.ndarray, np.ndarray]:
+    """(kernel [D, C], bias [C]) of a fitted linear estimator over its `classes_`, softmax-ready."""
+    coef, intercept = estimator.coef_, estimator.intercept_
+    if coef.shape[0] == 1 and len(estimator.classes_) == 2:
+        coef = np.concatenate([np.zeros_like(coef), coef])
+        intercept = np.concatenate([[0.0], intercept])
+    return coef.T, intercept
+
+
+def classifier_model(backbone: keras.Model, classifier: FeatureClassifier, layer: str | None = None,
+                     pooling: str = "avg") -> keras.Model:
+    """The backbone (up to `layer`, default its output) and `classifier` as one Keras model on raw pixels.
+
+    The standardisation folds into the weights: a linear classifier becomes one softmax Dense
+    layer `head_predictions`, kNN a `NearestNeighbours` layer holding its standardised training
+    features. The result saves, exports and serves like any toolkit classifier.
+    """
+    x = backbone.get_layer(layer).output if layer else backbone.output
+    if len(x.shape) == 4:
+        pool = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}[pooling]
+        x = pool(name="head_pool")(x)
+    if classifier.kind == "knn":
+        estimator = classifier.estimator
+        head = NearestNeighbours.from_points(estimator._fit_X, estimator.classes_[estimator._y], classifier.num_classes,
+                                             int(estimator.n_neighbors), classifier.mean, classifier.scale)
+    else:
+        kernel = np.zeros((len(classifier.mean), classifier.num_classes))
+        bias = np.full(classifier.num_classes, -1e9)  # a class absent from training is never predicted
+        w, b = linear_weights(classifier.estimator)
+        classes = classifier.estimator.classes_
+        kernel[:, classes] = w / classifier.scale[:, None]
+        bias[classes] = b - (classifier.mean / classifier.scale) @ w
+        head = keras.layers.Dense(classifier.num_classes, activation="softmax", dtype="float32",
+                                  name="head_predictions")
+        head.build((None, len(classifier.mean)))
+        head.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
+    return keras.Model(backbone.input, head(x), name=f"{backbone.name}_classifier")

@@ -1,0 +1,254 @@
+"""Frozen feature extraction: pooled features of any layers, in one pass, cached on disk.
+
+Solution II of the source material uses the source network as a fixed feature extractor. Every
+requested layer's output is pooled to a vector inside one multi-output model, so one forward
+pass over the data serves all layers. Each (layer, split) array is cached in a `.npz` file whose
+name and stored metadata hold a key of everything that decides its content: the architecture,
+a hash of the weights, the layer, the input size, the pooling and a fingerprint of the data. A
+file whose metadata does not match, or that cannot be read, is recomputed, never trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import keras
+import numpy as np
+
+from keras_transfer._names import unknown_name_message
+from keras_transfer.backbones import HEAD_BLOCK, backbone_blocks, build_backbone
+from keras_transfer.data import DataBundle, DataConfig, load_data
+from keras_transfer.training.checkpoint import atomic_write_bytes
+from keras_transfer.training.feature_cache import compiled_forward
+
+POOLINGS = ("avg", "max")
+_CACHE_FORMAT = 1  # bump when the content of a cache file changes meaning
+
+
+@dataclass
+class Features:
+    """Pooled features per split and layer, with the labels: `features["train"]["block5"]`.
+
+    `layers` keeps the requested order (shallow to deep when taken from `feature_layers`);
+    `xy(split, layer)` gives the (features, labels) pair a classifier fits on.
+    """
+
+    layers: list[str]
+    arrays: dict[str, dict[str, np.ndarray]]
+    labels: dict[str, np.ndarray]
+    class_names: list[str]
+    seconds: float = 0.0
+    cache_hits: int = 0
+
+    def __getitem__(self, split: str) -> dict[str, np.ndarray]:
+        if split not in self.arrays:
+            raise KeyError(unknown_name_message("split", split, list(self.arrays)))
+        return self.arrays[split]
+
+    @property
+    def splits(self) -> list[str]:
+        """The splits held, in train/val/test order."""
+        return list(self.arrays)
+
+    def xy(self, split: str, layer: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(features of `layer` (default: the last requested), labels) of `split`."""
+        layer = layer or self.layers[-1]
+        if layer not in self.layers:
+            raise KeyError(unknown_name_message("layer", layer, self.layers))
+        return self[split][layer], self.labels[split]
+
+
+def feature_layers(backbone: keras.Model, layers: str | Sequence[str] | None = None) -> dict[str, str]:
+    """Resolve requested feature points to {name shown to the user: Keras layer name}.
+
+    `None` is the backbone's output; `"blocks"` is every block's output (its last layer), shallow
+    to deep, the head excepted; otherwise each entry is a block name (its output) or a layer name.
+    An unknown name raises ValueError with the closest blocks and layers.
+    """
+    blocks = {name: group for name, group in backbone_blocks(backbone).items() if name != HEAD_BLOCK}
+    if layers is None:
+        return {backbone.layers[-1].name: backbone.layers[-1].name}
+    if isinstance(layers, str):
+        if layers == "blocks":
+            return {name: group[-1].name for name, group in blocks.items()}
+        layers = [layers]
+    names = {layer.name for layer in backbone.layers}
+    resolved = {}
+    for name in layers:
+        if name in blocks:
+            resolved[name] = blocks[name][-1].name
+        elif name in names:
+            resolved[name] = name
+        else:
+            choices = [*blocks, *(layer.name for layer in backbone.layers)]
+            raise ValueError(unknown_name_message("feature layer", name, choices, where=backbone.name))
+    return resolved
+
+
+def extract_features(
+    backbone: keras.Model | str,
+    data: DataBundle | tuple[np.ndarray, np.ndarray],
+    layers: str | Sequence[str] | None = None,
+    *,
+    pooling: str = "avg",
+    weights: str | None = "imagenet",
+    splits: Sequence[str] | None = None,
+    cache: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    batch_size: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Features:
+    """Pooled features of `layers` of a frozen `backbone` for every split of `data`, in one pass.
+
+    `backbone` is a built model (`build_backbone(...)`) or a name/path built here with `weights`
+    at the data's image size. `data` is a `DataBundle` (from `load_data`) or an `(images,
+    labels)` pair. `layers`: see `feature_layers`. Feature maps are pooled (`avg` or `max`) to
+    one vector per image; the data is never augmented. Results are cached under `cache_dir`
+    (default `$KT_CACHE_DIR` or `~/.cache/keras_transfer/features`), so a second call is a file
+    read; `cache=False` always recomputes.
+    """
+    if pooling not in POOLINGS:
+        raise ValueError(unknown_name_message("pooling", pooling, POOLINGS))
+    if isinstance(data, tuple):
+        images, labels = data
+        shape = np.asarray(images).shape
+        data = load_data(DataConfig(source="digits", image_size=tuple(shape[1:3]), val_split=0.0, test_split=0.0,
+                                    augment=(), cache="memory"), x=images, y=labels)
+    if isinstance(backbone, (str, os.PathLike)):
+        backbone = build_backbone(backbone, weights=weights, input_shape=(*data.config.image_size, 3))
+    resolved = feature_layers(backbone, layers)
+    splits = list(splits or data.splits)
+    for split in splits:
+        if split not in data.splits:
+            raise ValueError(unknown_name_message("split", split, list(data.splits)))
+    folder = Path(cache_dir or os.environ.get("KT_CACHE_DIR") or Path.home() / ".cache" / "keras_transfer" / "features")
+    model_key = _model_key(backbone, pooling) if cache else ""
+
+    started, hits = time.perf_counter(), 0
+    arrays: dict[str, dict[str, np.ndarray]] = {}
+    labels: dict[str, np.ndarray] = {}
+    for split in splits:
+        labels[split] = data.splits[split].labels
+        data_key = _data_key(data, split) if cache else None
+        found, missing = {}, []
+        for name, layer in resolved.items():
+            meta = _meta(backbone, layer, pooling, model_key, data_key, len(labels[split])) if data_key else None
+            array = _read(_path(folder, backbone, layer, split, meta), meta) if meta else None
+            if array is None:
+                missing.append(name)
+            else:
+                found[name] = array
+                hits += 1
+        if missing:
+            computed, computed_labels = _forward(backbone, [resolved[n] for n in missing], pooling,
+                                                 data.dataset(split, training=False, batch_size=batch_size))
+            labels[split] = computed_labels
+            for name, array in zip(missing, computed):
+                found[name] = array
+                if data_key:
+                    meta = _meta(backbone, resolved[name], pooling, model_key, data_key, len(array))
+                    _write(_path(folder, backbone, resolved[name], split, meta), array, meta)
+        arrays[split] = {name: found[name] for name in resolved}
+    seconds = time.perf_counter() - started
+    if log:
+        total = len(resolved) * len(splits)
+        log(f"features of {len(resolved)} layer(s) x {len(splits)} split(s) in {seconds:.1f} s "
+            f"({hits}/{total} from the cache in {folder})")
+    return Features(list(resolved), arrays, labels, list(data.class_names), seconds, hits)
+
+
+def feature_model(backbone: keras.Model, layers: Sequence[str], pooling: str = "avg") -> keras.Model:
+    """A model from raw pixels to the pooled output of each Keras layer in `layers` (a list)."""
+    pool = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}[pooling]
+    outputs = []
+    for name in layers:
+        x = backbone.get_layer(name).output
+        if len(x.shape) == 4:
+            x = pool(name=f"pool_{name}")(x)
+        elif len(x.shape) != 2:
+            x = keras.layers.Flatten(name=f"flatten_{name}")(x)
+        outputs.append(x)
+    return keras.Model(backbone.input, outputs, name=f"{backbone.name}_features")
+
+
+def _forward(backbone, layers, pooling, dataset) -> tuple[list[np.ndarray], np.ndarray]:
+    step = compiled_forward(feature_model(backbone, layers, pooling))
+    chunks: list[list[np.ndarray]] = [[] for _ in layers]
+    labels = []
+    for x, y in dataset:
+        outputs = step(x)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]  # one output comes back bare
+        for chunk, out in zip(chunks, outputs):
+            chunk.append(np.asarray(out, dtype=np.float32))
+        labels.append(np.asarray(y))
+    return [np.concatenate(c) for c in chunks], np.concatenate(labels)
+
+
+def _model_key(backbone: keras.Model, pooling: str) -> str:
+    digest = hashlib.sha256()
+    digest.update(json.dumps([(l.name, type(l).__name__) for l in backbone.layers]).encode())
+    digest.update(pooling.encode())
+    for weight in backbone.weights:
+        value = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
+        digest.update(weight.path.encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def _data_key(data: DataBundle, split: str) -> str | None:
+    """A fingerprint of what the model sees for `split`, or None for a streamed TFDS split."""
+    examples = data.splits[split]
+    if examples.tfds is not None:
+        return None
+    digest = hashlib.sha256()
+    digest.update(repr((data.config.image_size, data.config.resize, data.config.source)).encode())
+    digest.update(np.ascontiguousarray(examples.labels).tobytes())
+    if examples.images is not None:
+        digest.update(np.ascontiguousarray(examples.images).tobytes())
+    else:
+        for path in examples.paths:
+            stat = os.stat(path)
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _meta(backbone, layer, pooling, model_key, data_key, examples) -> dict:
+    return {"format": _CACHE_FORMAT, "backbone": backbone.name, "layer": layer, "pooling": pooling,
+            "input_shape": list(backbone.input.shape[1:]), "model": model_key, "data": data_key,
+            "examples": int(examples)}
+
+
+def _path(folder: Path, backbone, layer: str, split: str, meta: dict) -> Path:
+    key = hashlib.sha256(json.dumps({k: v for k, v in meta.items() if k != "examples"},
+                                    sort_keys=True).encode()).hexdigest()[:20]
+    return folder / backbone.name / f"{layer}-{split}-{key}.npz"
+
+
+def _read(path: Path, meta: dict) -> np.ndarray | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            if json.loads(str(stored["meta"])) != meta:
+                return None
+            array = stored["features"]
+    except Exception:  # a truncated, corrupted or foreign file: recompute it
+        return None
+    if array.ndim != 2 or len(array) != meta["examples"] or not np.isfinite(array).all():
+        return None
+    return array
+
+
+def _write(path: Path, array: np.ndarray, meta: dict) -> None:
+    import io
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.savez(buffer, features=array, meta=np.array(json.dumps(meta)))
+    atomic_write_bytes(path, buffer.getvalue())

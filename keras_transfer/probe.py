@@ -1,0 +1,64 @@
+"""`python -m keras_transfer.probe`: linear-probe accuracy of every block, for your data.
+
+    python -m keras_transfer.probe [--config FILE.yaml] [--layers block3 block5 top] [--output-dir DIR]
+                                   [--classifier logistic|linear_svm|knn] [--set a.b=value ...]
+
+Uses the config's data, backbone, weights, cut point and pooling; writes probe.json, probe.md
+(a markdown table) and plots/layer_probe.png, and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from keras_transfer.cli_util import run_cli
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m keras_transfer.probe", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", type=Path, default=None, help="YAML config (default: the packaged default.yaml)")
+    parser.add_argument("--layers", nargs="+", default=None, metavar="NAME",
+                        help="blocks or layers to probe (default: every block)")
+    parser.add_argument("--classifier", default="logistic", help="logistic (default), linear_svm or knn")
+    parser.add_argument("--output-dir", type=Path, default=None, help="where to write (default: runs/probe-<config>-<time>)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. data.few_shot=10 (repeatable)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Probe every requested layer and write the results; return the process exit status."""
+    args = _parser().parse_args(argv)
+    from keras_transfer.config import load_config
+    from keras_transfer.features.classifiers import CLASSIFIERS
+    from keras_transfer._names import unknown_name_message
+    from keras_transfer.train import default_config_path
+
+    if args.classifier not in CLASSIFIERS:
+        raise ValueError(unknown_name_message("--classifier", args.classifier, CLASSIFIERS))
+    path = args.config or default_config_path()
+    config = load_config(path, args.overrides)
+    out_dir = args.output_dir or Path("runs") / f"probe-{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    from keras_transfer.backbones import build_backbone
+    from keras_transfer.data import load_data
+    from keras_transfer.features.probe import probe_layers, write_probe
+
+    m = config.model
+    data = load_data(config.data)
+    backbone = build_backbone(m.backbone, weights=m.weights, input_shape=(*config.data.image_size, 3), cut_at=m.cut_at)
+    pooling = "max" if m.head.pooling == "max" else "avg"
+    print(f"probing {backbone.name} on {config.data.source} with {args.classifier} ({pooling} pooled features)")
+    result = probe_layers(backbone, data, args.layers or "blocks", classifier=args.classifier, pooling=pooling, log=print)
+    paths = write_probe(result, out_dir)
+    print()
+    print(result.table())
+    print(f"best: {result.best().layer}; wrote {paths['json']}, {paths['table']} and {paths['plot']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
