@@ -14,6 +14,7 @@ import tempfile
 # Keras reads KERAS_HOME at import: set it before anything imports keras, so tests never read
 # or write the user's ~/.keras and the ImageNet-weights cache is exercised from scratch.
 os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="kt-keras-home-")
+os.environ["KT_CACHE_DIR"] = tempfile.mkdtemp(prefix="kt-feature-cache-")  # never the user's ~/.cache
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KT_SMALL", "1")
 

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -29,6 +30,7 @@ from keras_transfer.training.feature_cache import compiled_forward
 
 POOLINGS = ("avg", "max")
 _CACHE_FORMAT = 1  # bump when the content of a cache file changes meaning
+_COMPILED: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -178,13 +180,17 @@ def feature_model(backbone: keras.Model, layers: Sequence[str], pooling: str = "
 
 
 def _forward(backbone, layers, pooling, dataset) -> tuple[list[np.ndarray], np.ndarray]:
-    step = compiled_forward(feature_model(backbone, layers, pooling))
+    # One traced function per (backbone, layers, pooling): a notebook extracting split after split
+    # or call after call traces once, so extraction runs at the speed of the bare forward pass.
+    compiled = _COMPILED.setdefault(backbone, {})
+    key = (tuple(layers), pooling)
+    if key not in compiled:
+        compiled[key] = compiled_forward(feature_model(backbone, layers, pooling), as_list=True)
+    step = compiled[key]
     chunks: list[list[np.ndarray]] = [[] for _ in layers]
     labels = []
     for x, y in dataset:
-        outputs = step(x)
-        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]  # one output comes back bare
-        for chunk, out in zip(chunks, outputs):
+        for chunk, out in zip(chunks, step(x)):
             chunk.append(np.asarray(out, dtype=np.float32))
         labels.append(np.asarray(y))
     return [np.concatenate(c) for c in chunks], np.concatenate(labels)

@@ -1,0 +1,66 @@
+"""`python -m keras_transfer.advise`: which of the four situations is my data in, and what to run.
+
+    python -m keras_transfer.advise [--config FILE.yaml] [--output FILE.yaml] [--set a.b=value ...]
+
+Measures the target set (examples per class, classes) and its similarity to the source (a
+linear probe of every block, and the shift against the backbone's BatchNorm statistics), prints
+the placement with the numbers behind it, and writes a ready config for the recommended
+strategy (default: advice-<config>.yaml beside the current directory's runs/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from keras_transfer.cli_util import run_cli
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m keras_transfer.advise", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", type=Path, default=None, help="YAML config (default: the packaged default.yaml)")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="where to write the recommended config (default: runs/advice-<config>.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. data.few_shot=5 (repeatable)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure, place, explain and write the recommended config; return the process exit status."""
+    args = _parser().parse_args(argv)
+    from keras_transfer.config import load_config
+    from keras_transfer.train import default_config_path
+
+    path = args.config or default_config_path()
+    config = load_config(path, args.overrides)
+    output = args.output or Path("runs") / f"advice-{path.stem}.yaml"
+
+    import yaml
+
+    from keras_transfer.backbones import build_backbone
+    from keras_transfer.data import load_data
+    from keras_transfer.features.advise import advise
+    from keras_transfer.training.checkpoint import atomic_write_text
+
+    m = config.model
+    data = load_data(config.data)
+    backbone = build_backbone(m.backbone, weights=m.weights, input_shape=(*config.data.image_size, 3), cut_at=m.cut_at)
+    print(f"measuring {config.data.source} against {backbone.name} ({m.weights or 'random'} weights)")
+    advice = advise(config, backbone, data, log=print)
+    print()
+    print(advice.explain())
+    output.parent.mkdir(parents=True, exist_ok=True)
+    header = "".join(f"# {line}\n" for line in advice.explain().splitlines())
+    atomic_write_text(output, f"# Written by python -m keras_transfer.advise --config {path}\n{header}"
+                      + yaml.safe_dump(advice.config, sort_keys=False))
+    measures = {k: v for k, v in vars(advice).items() if k != "config"}
+    atomic_write_text(output.with_suffix(".json"), json.dumps({**measures, "situation": advice.situation}, indent=1))
+    print(f"\nrecommended config: {output}\nrun it: python -m keras_transfer.train --config {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,75 @@
+"""`python -m keras_transfer.lr_find`: the learning-rate range test for one stage of a config.
+
+    python -m keras_transfer.lr_find [--config FILE.yaml] [--stage N|NAME] [--steps 200]
+                                     [--from-run RUN_DIR] [--output-dir DIR] [--set a.b=value ...]
+
+Sweeps the rate exponentially on a fresh copy of the configured model, writes lr_find.json and
+plots/lr_find.png, and prints the suggested `learning_rate` for the stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from keras_transfer.cli_util import run_cli
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m keras_transfer.lr_find", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", type=Path, default=None, help="YAML config (default: the packaged default.yaml)")
+    parser.add_argument("--stage", default="1", help="stage number (1 = first) or name (default: 1)")
+    parser.add_argument("--steps", type=int, default=None, help="sweep length (default 200; 30 with KT_SMALL=1)")
+    parser.add_argument("--start-lr", type=float, default=1e-7)
+    parser.add_argument("--end-lr", type=float, default=10.0)
+    parser.add_argument("--from-run", type=Path, default=None,
+                        help="start from this run's model.keras (to test a later stage where it would begin)")
+    parser.add_argument("--output-dir", type=Path, default=None, help="where to write (default: runs/lr_find-<config>-<time>)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value (repeatable)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the range test and write its plot; return the process exit status."""
+    args = _parser().parse_args(argv)
+    from keras_transfer._names import unknown_name_message
+    from keras_transfer.config import load_config
+    from keras_transfer.train import default_config_path
+
+    path = args.config or default_config_path()
+    config = load_config(path, args.overrides)
+    names = [s.name for s in config.training.stages]
+    if args.stage.isdigit():
+        stage = int(args.stage) - 1
+    elif args.stage in names:
+        stage = names.index(args.stage)
+    else:
+        raise ValueError(unknown_name_message("--stage", args.stage, names))
+    steps = args.steps or (30 if os.environ.get("KT_SMALL") == "1" else 200)
+    if steps < 5:
+        raise ValueError(f"--steps {steps} is too short for a sweep; use at least 5 (200 is usual)")
+    initial = None
+    if args.from_run is not None:
+        model_path = args.from_run / "model.keras"
+        if not model_path.is_file():
+            raise FileNotFoundError(f"--from-run {args.from_run}: no model.keras there (is it a finished run?)")
+        import keras
+
+        initial = keras.saving.load_model(model_path, compile=False, safe_mode=True)
+    out_dir = args.output_dir or Path("runs") / f"lr_find-{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    from keras_transfer.training.lr_find import lr_find
+
+    result = lr_find(config, stage, start_lr=args.start_lr, end_lr=args.end_lr, steps=steps,
+                     initial_weights=initial, log=print)
+    paths = result.write(out_dir)
+    print(f"wrote {paths['plot']}; set it with --set training.stages.{stage}.learning_rate={result.suggestion:.2g}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
