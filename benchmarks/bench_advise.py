@@ -4,10 +4,12 @@
    top block, and the BatchNorm shift) for ImageNet EfficientNet-Lite0 on a domain like its
    source (the flower photos of ../shared/data/flowers5, when present) and one unlike it (the
    embedded 8x8 digits), each with 5 examples per class and with all of them.
-2. Size: on digits, the frozen backbone (a head on cached features) against fine-tuning the
-   top two blocks after it, at k examples per class: where fine-tuning starts to pay.
+2. Size: on the flower photos (digits without them), the packaged small_similar recipe (frozen
+   backbone, head only) against large_similar (head, then the top three blocks, then the whole
+   network), at k examples per class: where fine-tuning starts to pay.
 
-    python benchmarks/bench_advise.py [--image-size 64] [--flowers ../shared/data/flowers5] [--sizes 5 10 30 100]
+    python benchmarks/bench_advise.py [--image-size 64] [--flowers ../shared/data/flowers5] [--sizes 5 15 30 60 120]
+                                      [--seeds 0 1] [--skip-similarity] [--skip-size]
 """
 
 from __future__ import annotations
@@ -43,32 +45,51 @@ def similarity(sources: list[str], size: int) -> None:
                   f"{a.best_accuracy:>9.1%} {a.best_accuracy - a.top_accuracy:>+6.1%} {a.bn_shift:>8.2f}  {a.situation}")
 
 
-def size_threshold(sizes: list[int], image_size: int) -> None:
+def size_threshold(source: str, sizes: list[int], image_size: int, seeds: list[int]) -> None:
+    """Test accuracy of the packaged small recipe against the large one, at k examples per class."""
+    from importlib import resources
+
+    import yaml
+
     from keras_transfer.training import run
 
-    frozen = [{"name": "head", "train": "head", "epochs": 15, "learning_rate": 0.01, "cache_features": "always"}]
-    tuned = frozen + [{"name": "top", "train": "top:2", "epochs": 10, "learning_rate": 0.001,
-                       "block_lr_decay": 0.5, "early_stopping": {"monitor": "val_loss", "patience": 3}}]
-    print(f"size: digits 0-9, frozen backbone vs fine-tuning the top two blocks, {image_size}x{image_size} (test accuracy):")
-    print(f"  {'per class':>9} {'frozen':>8} {'fine-tuned':>11} {'gain':>7}")
+    def stages(name: str) -> list[dict]:
+        text = resources.files("keras_transfer").joinpath(f"configs/{name}.yaml").read_text()
+        return yaml.safe_load(text)["training"]["stages"]
+
+    recipes = {"small (frozen, head only)": stages("small_similar"),
+               "large (head, top:3, full)": stages("large_similar")}
+    print(f"size: {source}, {image_size}x{image_size}, the small_similar recipe vs the large_similar one "
+          f"(test accuracy, mean of seeds {seeds}):")
+    print(f"  {'per class':>9} " + " ".join(f"{name:>26}" for name in recipes) + f" {'large - small':>14}")
     for k in sizes:
         scores = []
-        for stages in (frozen, tuned):
-            with tempfile.TemporaryDirectory() as folder:
-                result = run(from_dict(_raw("digits", image_size, k, stages)), folder, log=lambda line: None)
-                scores.append(result.metrics["test"]["accuracy"])
-        print(f"  {k:>9} {scores[0]:>8.1%} {scores[1]:>11.1%} {scores[1] - scores[0]:>+7.1%}")
+        for recipe in recipes.values():
+            accuracy = []
+            for seed in seeds:
+                raw = _raw(source, image_size, k, recipe)
+                raw["data"]["seed"] = raw.setdefault("training", {})["seed"] = seed
+                with tempfile.TemporaryDirectory() as folder:
+                    result = run(from_dict(raw), folder, log=lambda line: None)
+                accuracy.append(result.metrics["test"]["accuracy"])
+            scores.append(sum(accuracy) / len(accuracy))
+        print(f"  {k:>9} " + " ".join(f"{v:>26.1%}" for v in scores) + f" {scores[1] - scores[0]:>+14.1%}", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--flowers", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/flowers5")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[5, 10, 30, 100])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[5, 15, 30, 60, 120])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--skip-similarity", action="store_true")
+    parser.add_argument("--skip-size", action="store_true")
     args = parser.parse_args()
     sources = ([f"folder:{args.flowers}"] if args.flowers.is_dir() else []) + ["digits"]
-    similarity(sources, args.image_size)
-    size_threshold(args.sizes, args.image_size)
+    if not args.skip_similarity:
+        similarity(sources, args.image_size)
+    if not args.skip_size:
+        size_threshold(sources[0], args.sizes, args.image_size, args.seeds)
 
 
 if __name__ == "__main__":

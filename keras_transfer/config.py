@@ -26,6 +26,7 @@ SCHEDULES = ("constant", "cosine", "warmup_cosine")
 CACHE_FEATURES = ("auto", "always", "never")
 HEAD_TYPES = ("dense", "logistic", "linear_svm", "knn")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
+LR_SCALING = ("none", "linear")
 EXPORT_FORMATS = ("keras", "saved_model", "tflite")
 
 
@@ -95,6 +96,7 @@ class TrainingConfig:
 
     seed: int = 0
     strategy: str = "auto"
+    lr_scaling: str = "none"
     mixed_precision: bool = False
     jit_compile: Any = "auto"
     stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
@@ -122,6 +124,7 @@ _CHOICES = {
     "model.head.pooling": POOLINGS,
     "model.head.type": HEAD_TYPES,
     "training.strategy": STRATEGIES,
+    "training.lr_scaling": LR_SCALING,
     "optimizer": OPTIMIZERS,
     "lr_schedule": SCHEDULES,
     "cache_features": CACHE_FEATURES,
@@ -276,9 +279,7 @@ def _check_choices(config: RunConfig) -> None:
     if config.model.head.type != "dense":
         _check_feature_classifier(config)
     check(config.training.strategy, STRATEGIES, "training.strategy")
-    if config.training.strategy not in ("auto", "default"):
-        raise ConfigError(f"training.strategy: {config.training.strategy} is not supported yet; "
-                          "runs use one device (auto or default) until tf.distribute support lands")
+    check(config.training.lr_scaling, LR_SCALING, "training.lr_scaling")
     if config.training.jit_compile not in ("auto", True, False):
         raise ConfigError(f"training.jit_compile must be auto, true or false, got {config.training.jit_compile!r}")
     for fmt in config.export.formats:

@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         path = args.config or default_config_path()
         config = load_config(path, args.overrides)
         run_dir = args.output_dir or Path("runs") / f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if config.training.strategy == "multi_worker" and args.output_dir is None:
+            raise ConfigError("training.strategy: multi_worker needs --output-dir, the same folder on every worker "
+                              "(a shared file system): the chief writes it, the others resume from it")
         if args.output_dir is not None and (run_dir / "checkpoints").exists():
             raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --output-dir")
 
@@ -64,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
         result = run(config, run_dir, resume=args.resume)
     extra = [fmt for fmt in config.export.formats if fmt != "keras"]  # model.keras is always written
-    if extra:
+    if extra and result.chief:  # only the chief of a multi-worker run writes
         from keras_transfer.export import export_run
 
         export_run(run_dir, extra, model=result.model, data=result.data)

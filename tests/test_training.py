@@ -204,7 +204,8 @@ def test_overrides_take_dotted_paths_list_indices_and_yaml_values():
     ({"model": {"backbone": "efficientnet_lite"}}, r"model.backbone.*'efficientnet_lite0'"),
     ({"training": {"stages": [{"optimizer": "adamm"}]}}, r"training.stages.0.optimizer.*'adam'"),
     ({"data": {"augment": ["flipp"]}}, r"unknown augmentation 'flipp'"),
-    ({"training": {"strategy": "mirrored"}}, r"training.strategy: mirrored is not supported yet"),
+    ({"training": {"strategy": "mirored"}}, r"training.strategy.*mirrored"),
+    ({"training": {"lr_scaling": "linaer"}}, r"training.lr_scaling.*linear"),
 ])
 def test_config_errors_name_the_key_and_the_closest_choice(raw, message):
     with pytest.raises(ConfigError, match=message):

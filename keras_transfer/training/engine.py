@@ -27,6 +27,7 @@ from keras_transfer.data import DataBundle, load_data
 from keras_transfer.freeze import resolve_trainable, set_trainable
 from keras_transfer.heads import HeadSpec, build_classifier
 from keras_transfer.training.checkpoint import Checkpointer, atomic_write_text
+from keras_transfer.training.distribute import Placement, make_strategy, prepare_for_fit
 from keras_transfer.training.feature_cache import extract, split_at_head
 from keras_transfer.training.optimizers import block_multipliers, make_optimizer
 from keras_transfer.training.report import (
@@ -45,6 +46,7 @@ class RunResult:
     metrics: dict[str, Any]
     model: keras.Model = field(repr=False)
     data: DataBundle | None = field(default=None, repr=False)
+    chief: bool = True  # False on the other workers of a multi-worker run, whose run_dir is gone
 
 
 def resolve_task(config: RunConfig, data: DataBundle) -> str:
@@ -88,15 +90,15 @@ def _loss_and_metrics(task: str):
     return keras.losses.MeanSquaredError(), [keras.metrics.MeanAbsoluteError(name="mae")]
 
 
-def _learning_rate(stage: StageConfig, steps_per_epoch: int):
+def _learning_rate(stage: StageConfig, steps_per_epoch: int, rate: float):
     total = max(1, stage.epochs * steps_per_epoch)
     if stage.lr_schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(stage.learning_rate, total)
+        return keras.optimizers.schedules.CosineDecay(rate, total)
     if stage.lr_schedule == "warmup_cosine":
         warmup = min(total - 1, stage.warmup_epochs * steps_per_epoch)
-        return keras.optimizers.schedules.CosineDecay(stage.learning_rate * 0.01, total - warmup,
-                                                      warmup_target=stage.learning_rate, warmup_steps=warmup)
-    return stage.learning_rate
+        return keras.optimizers.schedules.CosineDecay(rate * 0.01, total - warmup,
+                                                      warmup_target=rate, warmup_steps=warmup)
+    return rate
 
 
 def _jit(config: RunConfig) -> bool:
@@ -162,10 +164,20 @@ class _Run:
     model: keras.Model
     task: str
     log: Callable[[str], None]
+    placement: Placement
+    strategy: Any = None
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self):
         self.checkpoints = Checkpointer(self.run_dir / "checkpoints")
+
+    @property
+    def global_batch(self) -> int:
+        return self.config.data.batch_size * self.placement.replicas
+
+    def learning_rate(self, stage: StageConfig) -> float:
+        scale = self.placement.replicas if self.config.training.lr_scaling == "linear" else 1
+        return stage.learning_rate * scale
 
     def checkpoint(self, optimizer, state):
         self.checkpoints.save(self.model, optimizer, state)
@@ -182,6 +194,18 @@ def run(config: RunConfig, run_dir: str | Path, *, resume: bool = False,
     is called after each stage (for notebooks that plot as they go, and for tests).
     """
     run_dir = Path(run_dir)
+    strategy = make_strategy(config.training.strategy)
+    placement = Placement.for_strategy(strategy, run_dir)
+    if not placement.chief:
+        log = lambda line: None  # noqa: E731 - one voice per run: the chief's
+    try:
+        with strategy.scope():
+            return _run(config, placement, strategy, resume, log, on_stage_end)
+    finally:
+        placement.cleanup()
+
+
+def _run(config: RunConfig, placement: Placement, strategy, resume: bool, log, on_stage_end) -> RunResult:
     keras.utils.set_random_seed(config.training.seed)
     if config.training.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
@@ -189,12 +213,13 @@ def run(config: RunConfig, run_dir: str | Path, *, resume: bool = False,
     model = build_model(config, data)
     check_stages(model, config)
 
-    start_run_dir(config, run_dir, data, log)
-
+    start_run_dir(config, placement.write_dir, data, log)
     task = resolve_task(config, data)
-    state = _Run(config, run_dir, data, model, task, log)
+    state = _Run(config, placement.write_dir, data, model, task, log, placement, strategy)
+    _log_strategy(state, strategy)
     start_stage, start_epoch, saved_optimizer, saved_es = 0, 0, None, None
-    latest = state.checkpoints.latest() if resume else None
+    # Every worker resumes from the chief's checkpoints, so all start from the same epoch.
+    latest = Checkpointer(placement.run_dir / "checkpoints").latest() if resume else None
     if latest is not None:
         latest.restore_model(model)
         state.history = latest.state["history"]
@@ -215,7 +240,20 @@ def run(config: RunConfig, run_dir: str | Path, *, resume: bool = False,
                                 "global_epoch": len(state.history), "history": state.history})
         if on_stage_end is not None:
             on_stage_end(index, stage, model)
-    return _finish(state)
+    result = _finish(state)
+    result.chief = placement.chief
+    return result
+
+
+def _log_strategy(run: _Run, strategy) -> None:
+    replicas, batch = run.placement.replicas, run.config.data.batch_size
+    if replicas == 1 and run.config.training.strategy in ("auto", "default"):
+        return
+    rule = (f"learning rates x{replicas} (training.lr_scaling: linear)" if run.config.training.lr_scaling == "linear"
+            else f"learning rates as configured; the linear scaling rule (Goyal et al., 2017) would multiply them "
+                 f"by {replicas}: training.lr_scaling: linear")
+    run.log(f"strategy: {run.config.training.strategy} ({type(strategy).__name__}), {replicas} replicas; batch {batch} per replica, global batch "
+            f"{batch * replicas}; {rule}")
 
 
 def start_run_dir(config: RunConfig, run_dir: Path, data: DataBundle, log: Callable[[str], None] = print) -> None:
@@ -234,17 +272,19 @@ def _run_stage(run: _Run, index: int, stage: StageConfig, start_epoch: int, save
     multipliers = block_multipliers(model, stage.train, decay=stage.block_lr_decay, block_lr=stage.block_lr,
                                     base_lr=stage.learning_rate)
     cached = _uses_cache(stage, trained, config)
+    batch = run.global_batch
     if cached:
         extractor, fit_model = split_at_head(model)
-        train_ds, val_ds = _feature_datasets(extractor, data, config)
+        train_ds, val_ds = _feature_datasets(extractor, data, config, batch)
     else:
         fit_model = model
-        train_ds = data.dataset("train")
-        val_ds = data.dataset("val") if "val" in data.splits else None
-    steps = _steps_per_epoch(data, train_ds, config.data.batch_size)
-    optimizer = make_optimizer(stage.optimizer, _learning_rate(stage, steps), lr_multipliers=multipliers,
+        train_ds = data.dataset("train", batch_size=batch)
+        val_ds = data.dataset("val", batch_size=batch) if "val" in data.splits else None
+    steps = _steps_per_epoch(data, train_ds, batch)
+    optimizer = make_optimizer(stage.optimizer, _learning_rate(stage, steps, run.learning_rate(stage)), lr_multipliers=multipliers,
                                momentum=stage.momentum, weight_decay=stage.weight_decay)
     loss, metrics = _loss_and_metrics(run.task)
+    fit_model = prepare_for_fit(fit_model, run.strategy)
     fit_model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=_jit(config))
     if saved_optimizer is not None:
         optimizer.build(fit_model.trainable_variables)
@@ -253,7 +293,7 @@ def _run_stage(run: _Run, index: int, stage: StageConfig, start_epoch: int, save
 
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     run.log(f"stage {index + 1}/{len(config.training.stages)} '{stage.name}': training {', '.join(trained)} "
-            f"({trainable:,} parameters), {stage.optimizer} lr {stage.learning_rate:g} ({stage.lr_schedule})"
+            f"({trainable:,} parameters), {stage.optimizer} lr {run.learning_rate(stage):g} ({stage.lr_schedule})"
             + (", per-block rates" if multipliers else "") + (", on cached features" if cached else ""))
     early = None
     callbacks: list[keras.callbacks.Callback] = []
@@ -268,7 +308,7 @@ def _run_stage(run: _Run, index: int, stage: StageConfig, start_epoch: int, save
                                                  profile_batch=0))
     fit_model.fit(train_ds, validation_data=val_ds, epochs=stage.epochs, initial_epoch=start_epoch,
                   class_weight=data.class_weight, callbacks=callbacks, shuffle=False,
-                  verbose=1 if sys.stdout.isatty() else 2)
+                  verbose=0 if not run.placement.chief else 1 if sys.stdout.isatty() else 2)
 
 
 def _steps_per_epoch(data: DataBundle, train_ds, batch_size: int) -> int:
@@ -279,17 +319,18 @@ def _steps_per_epoch(data: DataBundle, train_ds, batch_size: int) -> int:
     return cardinality if cardinality > 0 else 100
 
 
-def _feature_datasets(extractor: keras.Model, data: DataBundle, config: RunConfig):
+def _feature_datasets(extractor: keras.Model, data: DataBundle, config: RunConfig, batch_size: int | None = None):
     import tensorflow as tf
 
+    batch_size = batch_size or config.data.batch_size
     x, y = extract(extractor, data.dataset("train", training=False))
     train = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=config.data.seed,
                                                               reshuffle_each_iteration=True)
-    train = train.batch(config.data.batch_size).prefetch(tf.data.AUTOTUNE)
+    train = train.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     val = None
     if "val" in data.splits:
         vx, vy = extract(extractor, data.dataset("val"))
-        val = tf.data.Dataset.from_tensor_slices((vx, vy)).batch(config.data.batch_size)
+        val = tf.data.Dataset.from_tensor_slices((vx, vy)).batch(batch_size)
     return train, val
 
 
