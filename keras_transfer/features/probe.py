@@ -116,8 +116,8 @@ def write_probe(result: ProbeResult, out_dir: str | Path) -> dict[str, Path]:
     return paths
 
 
-def plot_probe(result: ProbeResult, path: Path) -> None:
-    """Accuracy per layer, shallow to deep, with each layer's feature width under its name."""
+def plot_probe(result: ProbeResult, path: Path):
+    """Plot accuracy per layer, shallow to deep (feature width under each name), to `path`; return the figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,6 +140,7 @@ def plot_probe(result: ProbeResult, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return fig
 
 
 def _pct(value: float | None) -> str:

@@ -1,0 +1,90 @@
+"""What the notebooks share: small mode, where the photos are, image folders, a source CNN, plots.
+
+`KT_SMALL=1` (set by the test suite) shrinks epochs and sizes so every notebook runs in a couple
+of minutes on two CPU cores; without it the notebooks run in full mode on the real flower photos
+of `../shared/data/flowers5` when that folder exists, and on `tfds:tf_flowers` otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import keras
+import numpy as np
+
+
+def small_mode() -> bool:
+    """True when `KT_SMALL=1`: notebooks shrink epochs, sizes and example counts."""
+    return os.environ.get("KT_SMALL") == "1"
+
+
+def photo_source() -> str:
+    """The flower photos as a data source: `$KT_PHOTOS`, `../shared/data/flowers5`, or TFDS online."""
+    candidates = [os.environ.get("KT_PHOTOS")] + [str(Path.cwd().joinpath(*[".."] * up, "shared", "data", "flowers5"))
+                                                  for up in (1, 2, 3)]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_dir():
+            return f"folder:{Path(candidate).resolve()}"
+    return "tfds:tf_flowers"
+
+
+def write_image_folder(folder: str | os.PathLike, dataset: str = "digits", per_class: int | None = None,
+                       image_size: tuple[int, int] = (32, 32)) -> Path:
+    """Write an embedded dataset as PNG files in class folders (`folder/<class>/<n>.png`): a `folder:` source."""
+    from PIL import Image
+
+    from keras_transfer.data import load_embedded
+
+    data = load_embedded(dataset, image_size)
+    folder = Path(folder)
+    for index, name in enumerate(data.class_names):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        chosen = np.flatnonzero(data.labels == index)[:per_class]
+        for n, i in enumerate(chosen):
+            Image.fromarray(data.images[i]).save(folder / name / f"{n:04d}.png")
+    return folder
+
+
+def digits_cnn(input_shape: tuple[int, int, int] = (32, 32, 3), name: str = "digits_cnn") -> keras.Model:
+    """A small source CNN (blocks conv1, conv2, conv3) for the digits scenario, randomly initialised.
+
+    Train it with the toolkit on a source task (save it, then use the path as `model.backbone`),
+    and transfer the trained model to the target task by cutting it at a block.
+    """
+    inputs = keras.Input(input_shape, name="pixels")
+    x = keras.layers.Rescaling(1 / 255.0, name="scale")(inputs)
+    for i, filters in enumerate((32, 64, 128), start=1):
+        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{i}")(x)
+        if i < 3:
+            x = keras.layers.MaxPooling2D(name=f"pool{i}")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def show_images(images: np.ndarray, titles: Sequence[str], columns: int = 8, path: str | os.PathLike | None = None):
+    """A grid of images with a title under each; saved to `path` when given. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    rows = -(-len(images) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, title in zip(axes.flat, images, titles):
+        ax.imshow(np.asarray(image).astype("uint8"))
+        ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig
+
+
+def save_figure(fig, name: str) -> Path | None:
+    """Save `fig` as `$KT_FIGURES/<name>.png` when `KT_FIGURES` is set (docs/make_figures.py sets it)."""
+    folder = os.environ.get("KT_FIGURES")
+    if not folder:
+        return None
+    path = Path(folder) / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    return path
