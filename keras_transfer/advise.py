@@ -40,15 +40,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import yaml
 
-    from keras_transfer.backbones import build_backbone
-    from keras_transfer.data import load_data
     from keras_transfer.features.advise import advise
+    from keras_transfer.features.extract import backbone_and_data
     from keras_transfer.training.checkpoint import atomic_write_text
 
-    m = config.model
-    data = load_data(config.data)
-    backbone = build_backbone(m.backbone, weights=m.weights, input_shape=(*config.data.image_size, 3), cut_at=m.cut_at)
-    print(f"measuring {config.data.source} against {backbone.name} ({m.weights or 'random'} weights)")
+    backbone, data = backbone_and_data(config)
+    print(f"measuring {config.data.source} against {backbone.name} ({config.model.weights or 'random'} weights)")
     advice = advise(config, backbone, data, log=print)
     print()
     print(advice.explain())

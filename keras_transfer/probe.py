@@ -43,14 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(path, args.overrides)
     out_dir = args.output_dir or Path("runs") / f"probe-{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
-    from keras_transfer.backbones import build_backbone
-    from keras_transfer.data import load_data
+    from keras_transfer.features.extract import backbone_and_data
     from keras_transfer.features.probe import probe_layers, write_probe
 
-    m = config.model
-    data = load_data(config.data)
-    backbone = build_backbone(m.backbone, weights=m.weights, input_shape=(*config.data.image_size, 3), cut_at=m.cut_at)
-    pooling = "max" if m.head.pooling == "max" else "avg"
+    backbone, data = backbone_and_data(config)
+    pooling = "max" if config.model.head.pooling == "max" else "avg"
     print(f"probing {backbone.name} on {config.data.source} with {args.classifier} ({pooling} pooled features)")
     result = probe_layers(backbone, data, args.layers or "blocks", classifier=args.classifier, pooling=pooling, log=print)
     paths = write_probe(result, out_dir)

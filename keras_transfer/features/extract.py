@@ -165,6 +165,14 @@ def extract_features(
     return Features(list(resolved), arrays, labels, list(data.class_names), seconds, hits)
 
 
+def backbone_and_data(config) -> tuple[keras.Model, DataBundle]:
+    """The config's frozen backbone (weights and cut point applied, at the data's size) and its data."""
+    m = config.model
+    data = load_data(config.data)
+    backbone = build_backbone(m.backbone, weights=m.weights, input_shape=(*config.data.image_size, 3), cut_at=m.cut_at)
+    return backbone, data
+
+
 def feature_model(backbone: keras.Model, layers: Sequence[str], pooling: str = "avg") -> keras.Model:
     """A model from raw pixels to the pooled output of each Keras layer in `layers` (a list)."""
     pool = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}[pooling]

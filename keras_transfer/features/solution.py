@@ -17,11 +17,9 @@ from typing import Callable
 import keras
 import numpy as np
 
-from keras_transfer.backbones import build_backbone
 from keras_transfer.config import RunConfig
-from keras_transfer.data import load_data
 from keras_transfer.features.classifiers import classifier_model, fit_classifier
-from keras_transfer.features.extract import extract_features
+from keras_transfer.features.extract import backbone_and_data, extract_features
 from keras_transfer.training import RunResult, start_run_dir, write_results
 from keras_transfer.training.checkpoint import atomic_write_text
 from keras_transfer.training.report import classification_metrics
@@ -39,8 +37,7 @@ def run_feature_classifier(config: RunConfig, run_dir: str | Path, *, log: Calla
     run_dir = Path(run_dir)
     keras.utils.set_random_seed(config.training.seed)
     m, kind = config.model, config.model.head.type
-    data = load_data(config.data)
-    backbone = build_backbone(m.backbone, weights=m.weights, input_shape=(*config.data.image_size, 3), cut_at=m.cut_at)
+    backbone, data = backbone_and_data(config)
     start_run_dir(config, run_dir, data, log)
     log(f"Solution II: {kind} on frozen {backbone.name} features ({backbone.layers[-1].name}, "
         f"{m.head.pooling} pooled); training.stages are not used")
