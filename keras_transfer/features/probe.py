@@ -63,7 +63,7 @@ class ProbeResult:
 
     def table(self) -> str:
         """A markdown table: layer, feature width, chosen C, validation and test accuracy."""
-        lines = [f"Linear probe ({self.classifier}) of `{self.backbone}` on `{self.source}` "
+        lines = [f"Linear probe ({self.classifier}) of `{self.backbone}` on `{_short(self.source)}` "
                  f"({', '.join(f'{k} {v}' for k, v in self.examples.items())} images)", "",
                  "| layer | Keras layer | features | C | val accuracy | test accuracy |",
                  "|---|---|---:|---:|---:|---:|"]
@@ -134,13 +134,19 @@ def plot_probe(result: ProbeResult, path: Path):
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("accuracy")
     ax.set_xlabel("layer (feature width)")
-    ax.set_title(f"Linear probe of {result.backbone} on {result.source}")
+    ax.set_title(f"Linear probe of {result.backbone} on {_short(result.source)}")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return fig
+
+
+def _short(source: str) -> str:
+    """A data source as shown in titles: a folder by its name, not the machine's full path."""
+    kind, _, path = source.partition(":")
+    return f"{kind}:{Path(path).name}" if kind in ("folder", "csv", "npz") and path else source
 
 
 def _pct(value: float | None) -> str:
