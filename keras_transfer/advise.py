@@ -15,27 +15,22 @@ import json
 import sys
 from pathlib import Path
 
-from keras_transfer.cli_util import run_cli
+from keras_transfer.cli_util import add_config_arguments, config_from_args, run_cli
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m keras_transfer.advise", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", type=Path, default=None, help="YAML config (default: the packaged default.yaml)")
     parser.add_argument("--output", type=Path, default=None,
                         help="where to write the recommended config (default: runs/advice-<config>.yaml)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. data.few_shot=5 (repeatable)")
+    add_config_arguments(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Measure, place, explain and write the recommended config; return the process exit status."""
     args = _parser().parse_args(argv)
-    from keras_transfer.config import load_config
-    from keras_transfer.train import default_config_path
 
-    path = args.config or default_config_path()
-    config = load_config(path, args.overrides)
+    path, config = config_from_args(args)
     output = args.output or Path("runs") / f"advice-{path.stem}.yaml"
 
     import yaml

@@ -24,3 +24,21 @@ def run_cli(main: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def add_config_arguments(parser) -> None:
+    """The `--config FILE` and repeatable `--set key=value` options every config-driven command takes."""
+    from pathlib import Path
+
+    parser.add_argument("--config", type=Path, default=None, help="YAML config (default: the packaged default.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. data.few_shot=10 (repeatable)")
+
+
+def config_from_args(args):
+    """(config path, validated RunConfig) from `--config` (or the packaged default) and `--set` overrides."""
+    from keras_transfer.config import load_config
+    from keras_transfer.train import default_config_path
+
+    path = args.config or default_config_path()
+    return path, load_config(path, args.overrides)

@@ -15,12 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-from keras_transfer.cli_util import run_cli
+from keras_transfer.cli_util import add_config_arguments, config_from_args, run_cli
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m keras_transfer.lr_find", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", type=Path, default=None, help="YAML config (default: the packaged default.yaml)")
     parser.add_argument("--stage", default="1", help="stage number (1 = first) or name (default: 1)")
     parser.add_argument("--steps", type=int, default=None, help="sweep length (default 200; 30 with KT_SMALL=1)")
     parser.add_argument("--start-lr", type=float, default=1e-7)
@@ -28,8 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--from-run", type=Path, default=None,
                         help="start from this run's model.keras (to test a later stage where it would begin)")
     parser.add_argument("--output-dir", type=Path, default=None, help="where to write (default: runs/lr_find-<config>-<time>)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value (repeatable)")
+    add_config_arguments(parser)
     return parser
 
 
@@ -37,11 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the range test and write its plot; return the process exit status."""
     args = _parser().parse_args(argv)
     from keras_transfer._names import unknown_name_message
-    from keras_transfer.config import load_config
-    from keras_transfer.train import default_config_path
 
-    path = args.config or default_config_path()
-    config = load_config(path, args.overrides)
+    path, config = config_from_args(args)
     names = [s.name for s in config.training.stages]
     if args.stage.isdigit():
         stage = int(args.stage) - 1

@@ -14,33 +14,28 @@ import sys
 import time
 from pathlib import Path
 
-from keras_transfer.cli_util import run_cli
+from keras_transfer.cli_util import add_config_arguments, config_from_args, run_cli
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m keras_transfer.probe", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", type=Path, default=None, help="YAML config (default: the packaged default.yaml)")
     parser.add_argument("--layers", nargs="+", default=None, metavar="NAME",
                         help="blocks or layers to probe (default: every block)")
     parser.add_argument("--classifier", default="logistic", help="logistic (default), linear_svm or knn")
     parser.add_argument("--output-dir", type=Path, default=None, help="where to write (default: runs/probe-<config>-<time>)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. data.few_shot=10 (repeatable)")
+    add_config_arguments(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Probe every requested layer and write the results; return the process exit status."""
     args = _parser().parse_args(argv)
-    from keras_transfer.config import load_config
     from keras_transfer.features.classifiers import CLASSIFIERS
     from keras_transfer._names import unknown_name_message
-    from keras_transfer.train import default_config_path
 
     if args.classifier not in CLASSIFIERS:
         raise ValueError(unknown_name_message("--classifier", args.classifier, CLASSIFIERS))
-    path = args.config or default_config_path()
-    config = load_config(path, args.overrides)
+    path, config = config_from_args(args)
     out_dir = args.output_dir or Path("runs") / f"probe-{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
     from keras_transfer.features.extract import backbone_and_data

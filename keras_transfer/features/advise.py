@@ -64,9 +64,7 @@ class Advice:
 
 def place(examples_per_class: float, probe: ProbeResult, bn_shift: float | None) -> tuple[str, str, list[str]]:
     """(size, similarity, reasons) from the measurements, by the documented thresholds."""
-    top = probe.rows[-1]
-    earlier = [r for r in probe.rows[:-1]]
-    best = max(earlier, key=lambda r: probe.accuracy(r.layer)) if earlier else top
+    top, best = _top_and_best(probe)
     top_acc, best_acc = probe.accuracy(top.layer), probe.accuracy(best.layer)
     size = "small" if examples_per_class < SMALL_PER_CLASS else "large"
     reasons = [f"{examples_per_class:g} training examples per class (median) is "
@@ -87,6 +85,12 @@ def place(examples_per_class: float, probe: ProbeResult, bn_shift: float | None)
                        + ("unlike" if shift_says else "like") + " the source's")
     similarity = "different" if probe_says or shift_says else "similar"
     return size, similarity, reasons
+
+
+def _top_and_best(probe: ProbeResult):
+    """The top block's row and the best earlier block's row (the top itself when it is the only one)."""
+    top = probe.rows[-1]
+    return top, max(probe.rows[:-1] or [top], key=lambda r: probe.accuracy(r.layer))
 
 
 def bn_shift(backbone: keras.Model, data: DataBundle, split: str = "train", max_batches: int = 8) -> float | None:
@@ -127,7 +131,7 @@ def advise(config: RunConfig, backbone: keras.Model, data: DataBundle, *, cache_
     probe = probe_layers(backbone, data, "blocks", cache_dir=cache_dir, log=log)
     shift = bn_shift(backbone, data)
     size, similarity, reasons = place(per_class, probe, shift)
-    top, best = probe.rows[-1], max(probe.rows[:-1] or probe.rows, key=lambda r: probe.accuracy(r.layer))
+    top, best = _top_and_best(probe)
     advice = Advice(per_class, data.num_classes, top.layer, probe.accuracy(top.layer), best.layer,
                     probe.accuracy(best.layer), shift, size, similarity, reasons)
     advice.config = recommended_config(config, advice)

@@ -46,6 +46,7 @@ class FeatureClassifier:
     chosen: dict[str, float]
     selection: list[tuple[float, float]] = field(default_factory=list)
     selected_on: str = "none"
+    references: tuple[np.ndarray, np.ndarray] | None = None  # kNN: standardised training features, labels
 
     def standardise(self, x: np.ndarray) -> np.ndarray:
         """Features standardised with the training set's mean and scale."""
@@ -54,16 +55,15 @@ class FeatureClassifier:
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """Class scores summing to one per row, shape [N, num_classes]."""
         z = self.standardise(x)
-        out = np.zeros((len(z), self.num_classes))
         classes = self.estimator.classes_
         if self.kind == "knn":
-            out[:, classes] = self.estimator.predict_proba(z)
-            return out
+            shares = np.zeros((len(z), self.num_classes))
+            shares[:, classes] = self.estimator.predict_proba(z)
+            return shares
         logits = np.full((len(z), self.num_classes), -np.inf)
         logits[:, classes] = _linear_logits(self.estimator, z)
-        logits -= logits.max(axis=1, keepdims=True)
-        out = np.exp(logits)
-        return out / out.sum(axis=1, keepdims=True)
+        scores = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return scores / scores.sum(axis=1, keepdims=True)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """The predicted class index of each row."""
@@ -128,7 +128,8 @@ def fit_classifier(
     value = max(selection, key=lambda pair: pair[1])[0] if selection else grid[len(grid) // 2]
     estimator = _fit(kind, value, z, y, seed)
     chosen = {"n_neighbors" if kind == "knn" else "C": value}
-    return FeatureClassifier(kind, num_classes, scaler.mean_, scale, estimator, chosen, selection, selected_on)
+    return FeatureClassifier(kind, num_classes, scaler.mean_, scale, estimator, chosen, selection, selected_on,
+                             references=(z, y) if kind == "knn" else None)
 
 
 def _select(kind, grid, folds, seed) -> list[tuple[float, float]]:
@@ -186,9 +187,9 @@ def classifier_model(backbone: keras.Model, classifier: FeatureClassifier, layer
         pool = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}[pooling]
         x = pool(name="head_pool")(x)
     if classifier.kind == "knn":
-        estimator = classifier.estimator
-        head = NearestNeighbours.from_points(estimator._fit_X, estimator.classes_[estimator._y], classifier.num_classes,
-                                             int(estimator.n_neighbors), classifier.mean, classifier.scale)
+        points, labels = classifier.references
+        head = NearestNeighbours.from_points(points, labels, classifier.num_classes,
+                                             int(classifier.estimator.n_neighbors), classifier.mean, classifier.scale)
     else:
         kernel = np.zeros((len(classifier.mean), classifier.num_classes))
         bias = np.full(classifier.num_classes, -1e9)  # a class absent from training is never predicted

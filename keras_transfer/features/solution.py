@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Callable
 
 import keras
-import numpy as np
 
 from keras_transfer.config import RunConfig
 from keras_transfer.features.classifiers import classifier_model, fit_classifier
@@ -64,10 +63,3 @@ def run_feature_classifier(config: RunConfig, run_dir: str | Path, *, log: Calla
     atomic_write_text(run_dir / "classifier.json", json.dumps(record, indent=1))
     return write_results(run_dir, model, data, metrics, [], log)
 
-
-def agreement(model: keras.Model, classifier, images: np.ndarray, features: np.ndarray) -> float:
-    """Share of `images` on which the exported `model` and the scikit-learn `classifier` agree."""
-    from keras_transfer.training.feature_cache import compiled_forward
-
-    keras_pred = np.asarray(compiled_forward(model)(np.asarray(images, dtype=np.float32))).argmax(axis=1)
-    return float((keras_pred == classifier.predict(features)).mean())
