@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from keras_transfer.features.advise import advise
     from keras_transfer.features.extract import backbone_and_data
-    from keras_transfer.training.checkpoint import atomic_write_text
+    from keras_transfer.files import atomic_write_text
 
     backbone, data = backbone_and_data(config)
     print(f"measuring {config.data.source} against {backbone.name} ({config.model.weights or 'random'} weights)")

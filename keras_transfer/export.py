@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -23,38 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from keras_transfer.cli_util import run_cli
+from keras_transfer.files import atomic_file, atomic_folder, read_labels
 
 FORMATS = ("saved_model", "keras", "tflite")
 TFLITE_MODES = ("float32", "float16", "int8")
-
-
-def _atomic_dir(target: Path, write) -> Path:
-    """Run `write(tmp_dir)` and rename the finished folder to `target`; on failure, remove it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
-    try:
-        shutil.rmtree(tmp)
-        write(tmp)
-        if target.exists():
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
-    return target
-
-
-def _atomic_file(target: Path, write) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.tmp-", suffix=target.suffix)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
 
 
 def _serving_module(model, labels_file: Path, resize: str):
@@ -114,7 +85,7 @@ def export_saved_model(model, path: str | os.PathLike, class_names: Sequence[str
             tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serve_images,
                                                               "serve_bytes": module.serve_bytes})
 
-    return _atomic_dir(Path(path), write)
+    return atomic_folder(Path(path), write)
 
 
 def inference_model(model):
@@ -130,7 +101,7 @@ def inference_model(model):
 
 def export_keras(model, path: str | os.PathLike) -> Path:
     """Write the model, without its training state, as a `.keras` file (atomic)."""
-    return _atomic_file(Path(path), lambda tmp: inference_model(model).save(tmp))
+    return atomic_file(Path(path), lambda tmp: inference_model(model).save(tmp))
 
 
 def export_tflite(model, path: str | os.PathLike, *, mode: str = "float32") -> Path:
@@ -156,7 +127,7 @@ def export_tflite(model, path: str | os.PathLike, *, mode: str = "float32") -> P
                 converter.target_spec.supported_types = [tf.float16]
             tmp.write_bytes(converter.convert())
 
-    return _atomic_file(Path(path), write)
+    return atomic_file(Path(path), write)
 
 
 def tflite_interpreter(path: str | os.PathLike):
@@ -213,7 +184,7 @@ def export_run(run_dir: str | os.PathLike, formats: Sequence[str] = ("saved_mode
         if not (run_dir / "model.keras").is_file():
             raise FileNotFoundError(f"{run_dir} has no model.keras: is it a finished keras_transfer run?")
         model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
-    class_names = (run_dir / "labels.txt").read_text().splitlines()
+    class_names = read_labels(run_dir / "labels.txt")
     out, written = run_dir / "export", {}
     out.mkdir(parents=True, exist_ok=True)
     (out / "labels.txt").write_text("".join(f"{name}\n" for name in class_names))  # for .keras and .tflite

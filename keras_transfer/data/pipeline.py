@@ -197,7 +197,9 @@ class DataBundle:
 
     def write_report(self, path: str | os.PathLike) -> None:
         """Write `report()` as JSON to `path`."""
-        Path(path).write_text(json.dumps(self.report(), indent=2))
+        from keras_transfer.files import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.report(), indent=2))
 
 
 def load_data(config: DataConfig, *, x: np.ndarray | None = None, y: np.ndarray | None = None,

@@ -25,7 +25,7 @@ import numpy as np
 from keras_transfer._names import unknown_name_message
 from keras_transfer.backbones import HEAD_BLOCK, backbone_blocks, build_backbone
 from keras_transfer.data import DataBundle, DataConfig, load_data
-from keras_transfer.training.checkpoint import atomic_write_bytes
+from keras_transfer.files import atomic_write_bytes
 from keras_transfer.training.feature_cache import compiled_forward
 
 POOLINGS = ("avg", "max")

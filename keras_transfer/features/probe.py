@@ -21,7 +21,7 @@ import numpy as np
 from keras_transfer.data import DataBundle
 from keras_transfer.features.classifiers import fit_classifier
 from keras_transfer.features.extract import extract_features, feature_layers
-from keras_transfer.training.checkpoint import atomic_write_text
+from keras_transfer.files import atomic_write_text
 
 
 @dataclass
@@ -118,13 +118,10 @@ def write_probe(result: ProbeResult, out_dir: str | Path) -> dict[str, Path]:
 
 def plot_probe(result: ProbeResult, path: Path):
     """Plot accuracy per layer, shallow to deep (feature width under each name), to `path`; return the figure."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from keras_transfer.plots import new_figure, save_figure
 
     x = np.arange(len(result.rows))
-    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(x) + 2), 4))
+    fig, ax = new_figure(size=(max(6, 0.7 * len(x) + 2), 4))
     for key, label, style in (("val_accuracy", "validation", "o-"), ("test_accuracy", "test", "s--"),
                               ("train_accuracy", "train", ":")):
         values = [getattr(r, key) for r in result.rows]
@@ -137,9 +134,7 @@ def plot_probe(result: ProbeResult, path: Path):
     ax.set_title(f"Linear probe of {result.backbone} on {_short(result.source)}")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
     return fig
 
 

@@ -20,7 +20,7 @@ from keras_transfer.config import RunConfig
 from keras_transfer.features.classifiers import classifier_model, fit_classifier
 from keras_transfer.features.extract import backbone_and_data, extract_features
 from keras_transfer.training import RunResult, start_run_dir, write_results
-from keras_transfer.training.checkpoint import atomic_write_text
+from keras_transfer.files import atomic_write_text
 from keras_transfer.training.report import classification_metrics
 
 

@@ -18,24 +18,7 @@ from typing import Any
 
 import numpy as np
 
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file and a rename."""
-    atomic_write_bytes(path, text.encode())
-
-
-def atomic_write_bytes(path: Path, content: bytes) -> None:
-    """Write `content` to `path` through a temporary file and a rename: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(content)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+from keras_transfer.files import atomic_write_text
 
 
 @dataclass

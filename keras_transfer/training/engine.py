@@ -26,7 +26,8 @@ from keras_transfer.config import RunConfig, StageConfig, to_dict
 from keras_transfer.data import DataBundle, load_data
 from keras_transfer.freeze import resolve_trainable, set_trainable
 from keras_transfer.heads import HeadSpec, build_classifier
-from keras_transfer.training.checkpoint import Checkpointer, atomic_write_text
+from keras_transfer.files import atomic_file, atomic_write_text, write_labels
+from keras_transfer.training.checkpoint import Checkpointer
 from keras_transfer.training.distribute import Placement, make_strategy, prepare_for_fit
 from keras_transfer.training.feature_cache import extract, split_at_head
 from keras_transfer.training.optimizers import block_multipliers, make_optimizer
@@ -261,7 +262,7 @@ def start_run_dir(config: RunConfig, run_dir: Path, data: DataBundle, log: Calla
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "plots").mkdir(exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
-    atomic_write_text(run_dir / "labels.txt", "".join(f"{name}\n" for name in data.class_names))
+    write_labels(run_dir / "labels.txt", data.class_names)
     data.write_report(run_dir / "data_report.json")
     _log_data(data, log)
 
@@ -366,9 +367,7 @@ def write_results(run_dir: Path, model: keras.Model, data: DataBundle, metrics: 
 def _save_model(model: keras.Model, path: Path) -> None:
     # An uncompiled twin sharing the weights: the file holds the model, not the last stage's
     # optimizer, so it reloads with plain keras.saving.load_model.
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    keras.Model(model.input, model.output, name=model.name).save(tmp)
-    tmp.replace(path)
+    atomic_file(path, keras.Model(model.input, model.output, name=model.name).save)
 
 
 def _log_data(data: DataBundle, log: Callable[[str], None]) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 from keras_transfer.config import RunConfig
 from keras_transfer.data import load_data
 from keras_transfer.freeze import set_trainable
-from keras_transfer.training.checkpoint import atomic_write_text
+from keras_transfer.files import atomic_write_text
 from keras_transfer.training.engine import _feature_datasets, _loss_and_metrics, _uses_cache, build_model, resolve_task
 from keras_transfer.training.feature_cache import split_at_head
 from keras_transfer.training.optimizers import block_multipliers, make_optimizer
@@ -114,12 +114,9 @@ def lr_find(config: RunConfig, stage: int = 0, *, start_lr: float = 1e-7, end_lr
 
 
 def _plot(result: LRFindResult, path: Path) -> None:
-    import matplotlib
+    from keras_transfer.plots import new_figure, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = new_figure(size=(7, 4))
     ax.plot(result.learning_rates, result.losses, color="lightgrey", linewidth=1, label="loss per step")
     ax.plot(result.learning_rates, result.smoothed, linewidth=2, label="smoothed loss")
     ax.axvline(result.suggestion, color="tab:green", linestyle="--", label=f"suggested {result.suggestion:.2g}")
@@ -132,6 +129,4 @@ def _plot(result: LRFindResult, path: Path) -> None:
     ax.set_ylabel("training loss")
     ax.set_title(f"Learning-rate range test, stage '{result.stage}'")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -45,15 +45,12 @@ def _per_class(scores, class_names):
 
 def plot_training_curves(history: list[dict[str, Any]], path: Path) -> None:
     """Loss and accuracy per epoch, train and validation, with each stage's start marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from keras_transfer.plots import new_figure, save_figure
 
     epochs = [row["epoch"] for row in history]
     panels = [("loss", "loss"), ("accuracy", "accuracy")]
     panels = [(key, title) for key, title in panels if any(key in row for row in history)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    fig, axes = new_figure(1, len(panels), size=(6 * len(panels), 4), squeeze=False)
     for ax, (key, title) in zip(axes[0], panels):
         ax.plot(epochs, [row.get(key, np.nan) for row in history], "o-", label=f"train {title}")
         if any(f"val_{key}" in row for row in history):
@@ -68,21 +65,16 @@ def plot_training_curves(history: list[dict[str, Any]], path: Path) -> None:
         ax.set_xlabel("epoch")
         ax.set_title(title)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_confusion_matrix(matrix: list[list[int]], class_names: list[str], path: Path, title: str = "") -> None:
     """The confusion matrix as a labelled heat map with counts in the cells."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from keras_transfer.plots import new_figure, save_figure
 
     matrix = np.asarray(matrix)
     size = max(4, 0.6 * len(class_names) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig, ax = new_figure(size=(size, size))
     ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
     ax.set_yticks(range(len(class_names)), class_names)
@@ -92,6 +84,4 @@ def plot_confusion_matrix(matrix: list[list[int]], class_names: list[str], path:
     limit = matrix.max() / 2 if matrix.size else 0
     for (i, j), count in np.ndenumerate(matrix):
         ax.text(j, i, str(count), ha="center", va="center", color="white" if count > limit else "black")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -1,0 +1,111 @@
+"""Atomic writes for everything the toolkit leaves on disk, and the `labels.txt` format.
+
+Run directories, checkpoints, exports and weight caches must survive a kill at any moment: a
+reader sees the old file or the new one, never half of one. Temporary files are made private by
+`tempfile`; before the rename they get the permissions an ordinary `open()` would have given
+under the process umask, so a team can read a shared run directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+
+def _umask() -> int:
+    # os.umask can only be read by setting it; set it straight back.
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish(path: Path, *, folder: bool) -> None:
+    """Give a temporary file or folder the permissions a plain create would have had."""
+    mode = (0o777 if folder else 0o666) & ~_umask()
+    if folder:
+        for root, dirs, files in os.walk(path):
+            os.chmod(root, mode)
+            for name in files:
+                os.chmod(os.path.join(root, name), 0o666 & ~_umask())
+    else:
+        os.chmod(path, mode)
+
+
+def atomic_write_bytes(path: str | Path, content: bytes) -> Path:
+    """Write `content` to `path` through a temporary file, fsync and a rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(content)
+            stream.flush()
+            os.fsync(stream.fileno())
+        _publish(Path(tmp), folder=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write `text` (UTF-8) to `path` atomically."""
+    return atomic_write_bytes(path, text.encode())
+
+
+def atomic_file(target: str | Path, write: Callable[[Path], object]) -> Path:
+    """Let `write(tmp_path)` produce a file (e.g. `model.save`), then rename it to `target`.
+
+    The temporary name ends with `target`'s whole name, because writers such as Keras choose the
+    format from its suffixes (`.keras`, `.weights.h5`).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=f".{target.name}")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        _publish(tmp, folder=False)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def atomic_folder(target: str | Path, write: Callable[[Path], object]) -> Path:
+    """Let `write(tmp_dir)` fill a new folder, then replace `target` with it; on failure remove it."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    try:
+        shutil.rmtree(tmp)  # writers such as tf.saved_model.save want to create the folder
+        write(tmp)
+        _publish(tmp, folder=True)
+        if target.exists():
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+    return target
+
+
+def make_dir(path: str | Path) -> Path:
+    """`mkdir -p` that leaves the permissions to the umask (Path.mkdir's default mode does too)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_labels(path: str | Path, class_names: Iterable[str]) -> Path:
+    """Write `labels.txt`: one class name per line, in class-index order."""
+    return atomic_write_text(path, "".join(f"{name}\n" for name in class_names))
+
+
+def read_labels(path: str | Path) -> list[str]:
+    """Read a `labels.txt` written by `write_labels`: the class names in class-index order."""
+    return Path(path).read_text().splitlines()
