@@ -28,17 +28,16 @@ def run_cli(main: Callable[[], int]) -> int:
 
 def add_config_arguments(parser) -> None:
     """The `--config FILE` and repeatable `--set key=value` options every config-driven command takes."""
-    from pathlib import Path
-
-    parser.add_argument("--config", type=Path, default=None, help="YAML config (default: the packaged default.yaml)")
+    parser.add_argument("--config", default=None,
+                        help="YAML config file, or the name of a packaged one (default, small_similar, "
+                             "small_different, large_similar, large_different); default: default")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. data.few_shot=10 (repeatable)")
 
 
 def config_from_args(args):
     """(config path, validated RunConfig) from `--config` (or the packaged default) and `--set` overrides."""
-    from keras_transfer.config import load_config
-    from keras_transfer.train import default_config_path
+    from keras_transfer.config import find_config, load_config
 
-    path = args.config or default_config_path()
+    path = find_config(args.config)
     return path, load_config(path, args.overrides)

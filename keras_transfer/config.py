@@ -15,11 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from importlib import resources
+
 import yaml
 
 from keras_transfer._names import unknown_name_message
-from keras_transfer.data.pipeline import DataConfig
-from keras_transfer.heads import POOLINGS, TASKS
+from keras_transfer.constraints import Constraint, Interval, OneOf, check_constraints
+from keras_transfer.data.pipeline import DATA_CONSTRAINTS, DataConfig
+from keras_transfer.heads import HEAD_CONSTRAINTS, TASKS
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "warmup_cosine")
@@ -28,10 +31,48 @@ HEAD_TYPES = ("dense", "logistic", "linear_svm", "knn")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 LR_SCALING = ("none", "linear")
 EXPORT_FORMATS = ("keras", "saved_model", "tflite")
+# What Keras logs per epoch for our losses and metrics (accuracy, or mae for regression).
+MONITORS = tuple(prefix + name for prefix in ("val_", "") for name in ("loss", "accuracy", "mae"))
 
 
 class ConfigError(ValueError):
     """A configuration problem, with the key path where it was found."""
+
+
+def packaged_configs() -> list[str]:
+    """Names of the configs that ship with the package (`default`, `small_similar`, ...)."""
+    folder = resources.files("keras_transfer").joinpath("configs")
+    return sorted(entry.name[: -len(".yaml")] for entry in folder.iterdir() if entry.name.endswith(".yaml"))
+
+
+def packaged_config(name: str) -> Path:
+    """The path of the packaged config `name` (with or without `.yaml`); unknown names say the closest."""
+    stem = name[: -len(".yaml")] if name.endswith(".yaml") else name
+    if stem not in packaged_configs():
+        raise ConfigError(unknown_name_message("packaged config", stem, packaged_configs()))
+    return Path(str(resources.files("keras_transfer").joinpath(f"configs/{stem}.yaml")))
+
+
+def default_config_path() -> Path:
+    """The packaged default configuration file."""
+    return packaged_config("default")
+
+
+def find_config(name_or_path: str | Path | None) -> Path:
+    """A config file from `--config`: an existing path, else a packaged config's name, else the default.
+
+    A name without a folder or suffix (`small_similar`) finds the packaged config, so the
+    documented configs work for anyone who installed the package, not only in a checkout.
+    """
+    if name_or_path is None:
+        return default_config_path()
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    if path.parent == Path(".") and path.suffix in ("", ".yaml") and path.stem in packaged_configs():
+        return packaged_config(path.stem)
+    raise ConfigError(f"config file {path} does not exist (packaged configs, usable by name: "
+                      f"{', '.join(packaged_configs())})")
 
 
 @dataclass(frozen=True)
@@ -119,17 +160,33 @@ class RunConfig:
     export: ExportConfig = field(default_factory=ExportConfig)
 
 
-_CHOICES = {
-    "model.task": TASKS,
-    "model.head.pooling": POOLINGS,
-    "model.head.type": HEAD_TYPES,
-    "training.strategy": STRATEGIES,
-    "training.lr_scaling": LR_SCALING,
-    "optimizer": OPTIMIZERS,
-    "lr_schedule": SCHEDULES,
-    "cache_features": CACHE_FEATURES,
-    "export.formats": EXPORT_FORMATS,
-}
+def _constraints() -> dict[str, Constraint]:
+    """Every choice and range of a run config, by key path (`*` walks a list)."""
+    table: dict[str, Constraint] = {f"data.{key}": rule for key, rule in DATA_CONSTRAINTS.items()}
+    table.update({f"model.head.{key}": rule for key, rule in HEAD_CONSTRAINTS.items()})
+    table.update({
+        "model.task": OneOf(TASKS),
+        "model.head.type": OneOf(HEAD_TYPES),
+        "training.seed": Interval(0, integer=True),
+        "training.strategy": OneOf(STRATEGIES),
+        "training.lr_scaling": OneOf(LR_SCALING),
+        "training.jit_compile": OneOf(("auto", True, False)),
+        "export.formats.*": OneOf(EXPORT_FORMATS),
+        "training.stages.*.optimizer": OneOf(OPTIMIZERS),
+        "training.stages.*.lr_schedule": OneOf(SCHEDULES),
+        "training.stages.*.cache_features": OneOf(CACHE_FEATURES),
+        "training.stages.*.epochs": Interval(1, integer=True),
+        "training.stages.*.learning_rate": Interval(0, closed="neither"),
+        "training.stages.*.momentum": Interval(0, 1),
+        "training.stages.*.weight_decay": Interval(0),
+        "training.stages.*.warmup_epochs": Interval(0, integer=True),
+        "training.stages.*.block_lr_decay": Interval(0, 1),
+        "training.stages.*.block_lr.*": Interval(0),
+        "training.stages.*.early_stopping.monitor": OneOf(MONITORS),
+        "training.stages.*.early_stopping.patience": Interval(0, integer=True),
+        "training.stages.*.early_stopping.min_delta": Interval(0),
+    })
+    return table
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
@@ -160,6 +217,8 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     node: Any = raw
     for i, part in enumerate(parts[:-1]):
         nxt = parts[i + 1]
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(f"--set {key}: {'.'.join(parts[:i])} holds the value {node!r}, not a section with keys")
         if isinstance(node, list):
             node = node[_index(part, node, key)]
             continue
@@ -167,6 +226,8 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
             node[part] = [] if nxt.isdigit() else {}
         node = node[part]
     last = parts[-1]
+    if not isinstance(node, (dict, list)):
+        raise ConfigError(f"--set {key}: {'.'.join(parts[:-1])} holds the value {node!r}, not a section with keys")
     if isinstance(node, list):
         index = int(last) if last.isdigit() else -1
         if index == len(node):
@@ -266,41 +327,27 @@ def _coerce(hint, value, where: str):
 def _check_choices(config: RunConfig) -> None:
     from keras_transfer.backbones import FAMILIES
 
-    def check(value, choices, where):
-        if value not in choices:
-            raise ConfigError(unknown_name_message(f"value for {where}", str(value), choices))
-
     backbone = config.model.backbone
     if backbone not in FAMILIES and not backbone.endswith((".keras", ".h5")):
         raise ConfigError(unknown_name_message("backbone", backbone, FAMILIES, where="model.backbone"))
-    check(config.model.task, TASKS, "model.task")
-    check(config.model.head.pooling, POOLINGS, "model.head.pooling")
-    check(config.model.head.type, HEAD_TYPES, "model.head.type")
+    check_constraints(config, _constraints(), error=ConfigError)
     if config.model.head.type != "dense":
         _check_feature_classifier(config)
-    check(config.training.strategy, STRATEGIES, "training.strategy")
-    check(config.training.lr_scaling, LR_SCALING, "training.lr_scaling")
-    if config.training.jit_compile not in ("auto", True, False):
-        raise ConfigError(f"training.jit_compile must be auto, true or false, got {config.training.jit_compile!r}")
-    for fmt in config.export.formats:
-        check(fmt, EXPORT_FORMATS, "export.formats")
     seen = set()
     for i, stage in enumerate(config.training.stages):
         where = f"training.stages.{i}"
-        check(stage.optimizer, OPTIMIZERS, f"{where}.optimizer")
-        check(stage.lr_schedule, SCHEDULES, f"{where}.lr_schedule")
-        check(stage.cache_features, CACHE_FEATURES, f"{where}.cache_features")
         if stage.name in seen:
             raise ConfigError(f"{where}.name: stage name {stage.name!r} is used twice")
         seen.add(stage.name)
-        if stage.epochs < 1 or stage.learning_rate <= 0:
-            raise ConfigError(f"{where}: epochs must be >= 1 and learning_rate > 0")
-        if stage.block_lr_decay is not None and not 0 <= stage.block_lr_decay <= 1:
-            raise ConfigError(f"{where}.block_lr_decay must be in [0, 1], got {stage.block_lr_decay}")
         if stage.block_lr_decay is not None and stage.block_lr:
             raise ConfigError(f"{where}: give block_lr_decay or block_lr, not both")
         if not isinstance(stage.train, (str, list)):
             raise ConfigError(f"{where}.train must be head, all, none, top:N or a list of block names")
+        metric = "mae" if config.model.task == "regression" else "accuracy"
+        monitor = stage.early_stopping.monitor if stage.early_stopping else "val_loss"
+        if monitor.removeprefix("val_") not in ("loss", metric):
+            raise ConfigError(f"{where}.early_stopping.monitor: {monitor!r} is not logged for model.task "
+                              f"{config.model.task}; use val_loss, val_{metric}, loss or {metric}")
 
 
 def _check_feature_classifier(config: RunConfig) -> None:

@@ -12,9 +12,15 @@ from typing import Any
 import keras
 
 from keras_transfer._names import unknown_name_message
+from keras_transfer.constraints import Interval, OneOf, check_constraints
 
 TASKS = ("multiclass", "binary", "multilabel", "regression")
 POOLINGS = ("avg", "max", "flatten")
+HEAD_CONSTRAINTS = {
+    "pooling": OneOf(POOLINGS),
+    "dropout": Interval(0, 1, closed="left"),
+    "units.*": Interval(1, integer=True),
+}
 
 
 @dataclass(frozen=True)
@@ -32,13 +38,8 @@ class HeadSpec:
     activation: str = "relu"
 
     def __post_init__(self):
-        if self.pooling not in POOLINGS:
-            raise ValueError(unknown_name_message("pooling", self.pooling, POOLINGS, where="head"))
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"head dropout must be in [0, 1), got {self.dropout}")
+        check_constraints(self, HEAD_CONSTRAINTS, prefix="head")
         object.__setattr__(self, "units", tuple(int(u) for u in self.units))
-        if any(u <= 0 for u in self.units):
-            raise ValueError(f"head units must be positive integers, got {list(self.units)}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "HeadSpec":

@@ -13,23 +13,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from importlib import resources
 from pathlib import Path
 
-from keras_transfer.cli_util import run_cli
-
-
-def default_config_path() -> Path:
-    """The packaged default configuration file."""
-    return Path(str(resources.files("keras_transfer").joinpath("configs/default.yaml")))
+from keras_transfer.cli_util import add_config_arguments, config_from_args, run_cli
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m keras_transfer.train", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", type=Path, default=None, help="YAML config (default: the packaged default.yaml)")
+    add_config_arguments(parser)
     parser.add_argument("--output-dir", type=Path, default=None, help="run directory (default: runs/<config>-<time>)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. training.stages.1.epochs=3 (repeatable)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the interrupted run in --output-dir from its last completed epoch")
     return parser
@@ -48,8 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.output_dir / "config.yaml")
         run_dir = args.output_dir
     else:
-        path = args.config or default_config_path()
-        config = load_config(path, args.overrides)
+        path, config = config_from_args(args)
         run_dir = args.output_dir or Path("runs") / f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
         if config.training.strategy == "multi_worker" and args.output_dir is None:
             raise ConfigError("training.strategy: multi_worker needs --output-dir, the same folder on every worker "

@@ -270,7 +270,7 @@ def test_augmentation_inside_the_model_leaves_the_pipeline_plain():
     ({"source": "digit"}, "unknown data.source 'digit'.*'digits'"),
     ({"source": "folder:"}, "unknown data.source"),
     ({"augment": ["flipp"]}, "unknown augmentation 'flipp'.*'flip'"),
-    ({"balance": "over"}, "unknown data.balance value 'over'"),
+    ({"balance": "over"}, "unknown value 'over' in data.balance; did you mean 'oversample'"),
     ({"image_size": (4, 4)}, "at least 8 pixels"),
     ({"val_split": 0.5, "test_split": 0.5}, "almost nothing to train on"),
 ])

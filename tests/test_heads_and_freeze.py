@@ -54,7 +54,7 @@ def test_head_layers_form_the_head_block_and_follow_the_spec(lite_backbone):
 def test_bad_head_config_names_the_key_and_the_closest_choice():
     with pytest.raises(ValueError, match="unknown head key 'unitz'.*'units'"):
         HeadSpec.from_dict({"unitz": [8]})
-    with pytest.raises(ValueError, match="unknown pooling 'mean'"):
+    with pytest.raises(ValueError, match="unknown value 'mean' in head.pooling"):
         HeadSpec(pooling="mean")
     with pytest.raises(ValueError, match="dropout"):
         HeadSpec(dropout=1.5)

@@ -257,7 +257,7 @@ def test_default_config_run_produces_every_file(tmp_path):
 def test_shipped_configs_are_valid_and_their_blocks_exist(name):
     from keras_transfer.backbones import backbone_blocks, build_backbone
     from keras_transfer.freeze import resolve_trainable
-    from keras_transfer.train import default_config_path
+    from keras_transfer.config import default_config_path
 
     config = load_config(default_config_path().with_name(f"{name}.yaml"))
     backbone = build_backbone(config.model.backbone, weights=None, input_shape=(*config.data.image_size, 3),

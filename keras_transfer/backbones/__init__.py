@@ -7,7 +7,8 @@ from collections import OrderedDict
 import keras
 
 from keras_transfer.backbones.blocks import HEAD_BLOCK, LayerRule, assign_blocks
-from keras_transfer.backbones.build import WeightsUnavailableError, build_backbone, keras_home
+from keras_transfer.backbones.build import build_backbone
+from keras_transfer.backbones.weights_home import WeightsUnavailableError, keras_home
 from keras_transfer.backbones.registry import FAMILIES, Family, available_backbones, family_of_model_name
 
 

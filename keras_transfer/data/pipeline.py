@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from keras_transfer._names import unknown_name_message
+from keras_transfer.constraints import Interval, OneOf, check_constraints
 from keras_transfer.data.augment import augmentation_layers, augmentation_model
 from keras_transfer.data.embedded import EMBEDDED, load_embedded
 from keras_transfer.data.records import Records, Skipped, csv_records, drop_bad_files, folder_records
@@ -28,6 +29,17 @@ from keras_transfer.images import RESIZE_POLICIES, resize_image
 SOURCE_KINDS = ("folder", "csv", "tfds", "npz")
 CACHE_MODES = ("auto", "memory", "disk", "none")
 AUGMENT_PLACES = ("data", "model")
+DATA_CONSTRAINTS = {
+    "batch_size": Interval(1, integer=True),
+    "val_split": Interval(0, 1, closed="left"),
+    "test_split": Interval(0, 1, closed="left"),
+    "few_shot": Interval(1, integer=True),
+    "balance": OneOf(BALANCE_MODES),
+    "augment_in": OneOf(AUGMENT_PLACES),
+    "resize": OneOf(RESIZE_POLICIES),
+    "cache": OneOf(CACHE_MODES),
+    "seed": Interval(0, integer=True),
+}
 _MEMORY_CACHE_LIMIT = 2 << 30  # bytes of uint8 pixels kept in RAM under cache: auto
 
 
@@ -63,25 +75,15 @@ class DataConfig:
     download: bool = True
 
     def __post_init__(self):
+        check_constraints(self, DATA_CONSTRAINTS, prefix="data")
         size = tuple(int(s) for s in self.image_size)
         object.__setattr__(self, "image_size", size)
         if isinstance(self.augment, list):
             object.__setattr__(self, "augment", tuple(self.augment))
         if len(size) != 2 or min(size) < 8:
             raise ValueError(f"data.image_size must be [height, width] of at least 8 pixels, got {self.image_size!r}")
-        if self.batch_size < 1:
-            raise ValueError(f"data.batch_size must be positive, got {self.batch_size}")
-        for key in ("val_split", "test_split"):
-            if not 0.0 <= getattr(self, key) < 1.0:
-                raise ValueError(f"data.{key} must be in [0, 1), got {getattr(self, key)}")
         if self.val_split + self.test_split >= 0.9:
             raise ValueError("data.val_split + data.test_split leave almost nothing to train on")
-        if self.few_shot is not None and self.few_shot < 1:
-            raise ValueError(f"data.few_shot must be a positive number of examples per class, got {self.few_shot}")
-        for key, choices in (("balance", BALANCE_MODES), ("augment_in", AUGMENT_PLACES),
-                             ("resize", RESIZE_POLICIES), ("cache", CACHE_MODES)):
-            if getattr(self, key) not in choices:
-                raise ValueError(unknown_name_message(f"data.{key} value", str(getattr(self, key)), choices))
         augmentation_layers(self.augment)  # names checked now, before any work
         source_kind(self.source)
 

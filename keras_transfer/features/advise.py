@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,7 +25,7 @@ import keras
 import numpy as np
 import yaml
 
-from keras_transfer.config import RunConfig, from_dict, to_dict
+from keras_transfer.config import RunConfig, from_dict, packaged_config, to_dict
 from keras_transfer.data import DataBundle
 from keras_transfer.features.probe import ProbeResult, probe_layers
 from keras_transfer.training.feature_cache import compiled_forward
@@ -140,8 +139,7 @@ def advise(config: RunConfig, backbone: keras.Model, data: DataBundle, *, cache_
 
 def recommended_config(config: RunConfig, advice: Advice) -> dict[str, Any]:
     """The packaged config of `advice.situation`, with the user's data, backbone, weights and cut point."""
-    text = resources.files("keras_transfer").joinpath(f"configs/{advice.situation}.yaml").read_text()
-    recommended = yaml.safe_load(text)
+    recommended = yaml.safe_load(packaged_config(advice.situation).read_text())
     mine = to_dict(config)
     recommended["data"] = copy.deepcopy(mine["data"])
     model = recommended.setdefault("model", {})
