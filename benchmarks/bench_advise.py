@@ -32,7 +32,7 @@ def _raw(source: str, size: int, few_shot, stages=None) -> dict:
 def similarity(sources: list[str], size: int) -> None:
     from keras_transfer.backbones import build_backbone
     from keras_transfer.data import load_data
-    from keras_transfer.features.advise import BN_SHIFT_LIMIT, PROBE_MARGIN, advise
+    from keras_transfer.features.advisor import BN_SHIFT_LIMIT, PROBE_MARGIN, advise
 
     print(f"similarity (limits: probe gap {PROBE_MARGIN:.2f}, BN shift {BN_SHIFT_LIMIT:.2f}), {size}x{size}:")
     print(f"  {'data':<34} {'per class':>9} {'top':>6} {'best earlier':>18} {'gap':>6} {'BN shift':>8}  placed")

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import yaml
 
-    from keras_transfer.features.advise import advise
+    from keras_transfer.features.advisor import advise
     from keras_transfer.features.extract import backbone_and_data
     from keras_transfer.files import atomic_write_text
 

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     """Print the per-block table of a backbone; return the process exit status."""
     args = _parser().parse_args(argv)
     from keras_transfer.backbones import available_backbones, backbone_blocks, build_backbone
-    from keras_transfer.freeze import describe, format_table
+    from keras_transfer.freeze import block_summary, format_table
 
     if args.list:
         print("\n".join(available_backbones()))
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     weights = args.weights or (None if args.backbone in FAMILIES else "imagenet")
     model = build_backbone(args.backbone, weights=weights, input_shape=shape, cut_at=args.cut_at)
     print(f"{model.name}: input {tuple(model.input.shape[1:])} -> output {tuple(model.output.shape[1:])}")
-    print(format_table(describe(model)))
+    print(format_table(block_summary(model)))
     if args.layers:
         for block, layers in backbone_blocks(model).items():
             for layer in layers:

@@ -72,7 +72,7 @@ def set_trainable(model: keras.Model, spec: TrainableSpec, *, train_bn: bool = F
 
 @dataclass(frozen=True)
 class BlockSummary:
-    """One row of `describe`: a block, its layer count, parameters, and its output layer."""
+    """One row of `block_summary`: a block, its layer count, parameters, and its output layer."""
 
     block: str
     layers: int
@@ -81,7 +81,7 @@ class BlockSummary:
     output_layer: str
 
 
-def describe(model: keras.Model) -> list[BlockSummary]:
+def block_summary(model: keras.Model) -> list[BlockSummary]:
     """Return a per-block table of `model`: block, layers, parameters, trainable parameters.
 
     `output_layer` is the block's last layer, the name to pass as `cut_at` to take that block's
@@ -103,7 +103,7 @@ def _size(shape) -> int:
 
 
 def format_table(rows: Sequence[BlockSummary]) -> str:
-    """Render `describe` rows as an aligned text table with a total line."""
+    """Render `block_summary` rows as an aligned text table with a total line."""
     header = ("block", "layers", "params", "trainable", "output layer (cut_at)")
     body = [(r.block, str(r.layers), f"{r.params:,}", f"{r.trainable_params:,}", r.output_layer) for r in rows]
     total = ("total", str(sum(r.layers for r in rows)), f"{sum(r.params for r in rows):,}",

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         initial = keras.saving.load_model(model_path, compile=False, safe_mode=True)
     out_dir = args.output_dir or Path("runs") / f"lr_find-{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
-    from keras_transfer.training.lr_find import lr_find
+    from keras_transfer.training.lr_range_test import lr_find
 
     result = lr_find(config, stage, start_lr=args.start_lr, end_lr=args.end_lr, steps=steps,
                      initial_weights=initial, log=print)

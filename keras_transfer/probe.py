@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = args.output_dir or Path("runs") / f"probe-{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
     from keras_transfer.features.extract import backbone_and_data
-    from keras_transfer.features.probe import probe_layers, write_probe
+    from keras_transfer.features.layer_probe import probe_layers, write_probe
 
     backbone, data = backbone_and_data(config)
     pooling = "max" if config.model.head.pooling == "max" else "avg"

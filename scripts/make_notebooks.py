@@ -165,7 +165,7 @@ backbone on your own data."""),
         ("code", """\
 from keras_transfer.backbones import build_backbone
 from keras_transfer.data import DataConfig, load_data
-from keras_transfer.features.probe import plot_probe, probe_layers
+from keras_transfer.features.layer_probe import plot_probe, probe_layers
 
 source = "digits" if SMALL else photo_source()
 size = (32, 32) if SMALL else (128, 128)

@@ -1,4 +1,4 @@
-"""Heads for each task, per-block trainable flags with the BatchNorm policy, and `describe`."""
+"""Heads for each task, per-block trainable flags with the BatchNorm policy, and `block_summary`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 import keras
 from keras_transfer.backbones import backbone_blocks, build_backbone
-from keras_transfer.freeze import describe, format_table, resolve_trainable, set_trainable
+from keras_transfer.freeze import block_summary, format_table, resolve_trainable, set_trainable
 from keras_transfer.heads import HeadSpec, build_classifier
 
 SHAPE = (32, 32, 3)
@@ -129,7 +129,7 @@ def test_trainable_specs_resolve_to_blocks_and_reject_unknown_names():
 def test_describe_counts_every_parameter_once_by_block(lite_backbone):
     model = build_classifier(lite_backbone, 3)
     set_trainable(model, "top:2")
-    rows = describe(model)
+    rows = block_summary(model)
     assert [r.block for r in rows][-3:] == ["block7", "top", "head"]
     assert sum(r.params for r in rows) == model.count_params()
     assert sum(r.trainable_params for r in rows) == sum(int(np.prod(w.shape)) for w in model.trainable_weights)

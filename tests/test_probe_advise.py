@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
-from keras_transfer.features.advise import BN_SHIFT_LIMIT, PROBE_MARGIN, SMALL_PER_CLASS, bn_shift, place
-from keras_transfer.features.probe import ProbeResult, ProbeRow
+from keras_transfer.features.advisor import BN_SHIFT_LIMIT, PROBE_MARGIN, SMALL_PER_CLASS, bn_shift, place
+from keras_transfer.features.layer_probe import ProbeResult, ProbeRow
 from tests.test_training import tiny_source
 
 
@@ -115,7 +115,7 @@ def _quick_learner(path: Path) -> Path:
 
 def test_lr_find_sweeps_up_finds_a_valley_stops_on_divergence_and_suggests_a_tenth_of_it(tmp_path):
     from keras_transfer.config import load_config
-    from keras_transfer.training.lr_find import lr_find
+    from keras_transfer.training.lr_range_test import lr_find
 
     config = load_config(_config(tmp_path, _quick_learner(tmp_path / "quick.keras")))
     result = lr_find(config, 0, start_lr=1e-4, end_lr=1e3, steps=300)

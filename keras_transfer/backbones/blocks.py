@@ -3,7 +3,7 @@
 Every family names its layers differently (VGG `block3_conv2`, ResNet `conv4_block6_out`,
 EfficientNet `block5c_project_bn`), and some (Inception) leave most layers auto-named. A block
 rule turns that into an ordered mapping `block name -> layers`, so freezing, per-block learning
-rates and `describe` work the same for every family. Layers whose names say nothing are placed by
+rates and `block_summary` work the same for every family. Layers whose names say nothing are placed by
 the graph, never dropped: every layer belongs to exactly one block.
 """
 

@@ -10,7 +10,6 @@ completed epoch, optimizer state included.
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -24,13 +23,14 @@ import yaml
 from keras_transfer.backbones import build_backbone
 from keras_transfer.config import RunConfig, StageConfig, to_dict
 from keras_transfer.data import DataBundle, load_data
-from keras_transfer.freeze import resolve_trainable, set_trainable
+from keras_transfer.freeze import resolve_trainable
 from keras_transfer.heads import HeadSpec, build_classifier
 from keras_transfer.files import atomic_file, atomic_write_text, write_labels
 from keras_transfer.training.checkpoint import Checkpointer
 from keras_transfer.training.distribute import Placement, make_strategy, prepare_for_fit
-from keras_transfer.training.feature_cache import extract, split_at_head
-from keras_transfer.training.optimizers import block_multipliers, make_optimizer
+from keras_transfer.training.feature_cache import extract
+from keras_transfer.training.optimizers import block_multipliers
+from keras_transfer.training.stage import jit_compile, prepare_stage
 from keras_transfer.training.report import (
     classification_metrics,
     plot_confusion_matrix,
@@ -81,42 +81,6 @@ def check_stages(model: keras.Model, config: RunConfig) -> None:
             block_multipliers(model, stage.train, block_lr=stage.block_lr, base_lr=stage.learning_rate)
         except ValueError as error:
             raise ConfigError(f"training.stages.{i} ({stage.name}): {error}") from None
-
-
-def _loss_and_metrics(task: str):
-    if task == "multiclass":
-        return keras.losses.SparseCategoricalCrossentropy(), ["accuracy"]
-    if task in ("binary", "multilabel"):
-        return keras.losses.BinaryCrossentropy(), [keras.metrics.BinaryAccuracy(name="accuracy")]
-    return keras.losses.MeanSquaredError(), [keras.metrics.MeanAbsoluteError(name="mae")]
-
-
-def _learning_rate(stage: StageConfig, steps_per_epoch: int, rate: float):
-    total = max(1, stage.epochs * steps_per_epoch)
-    if stage.lr_schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(rate, total)
-    if stage.lr_schedule == "warmup_cosine":
-        warmup = min(total - 1, stage.warmup_epochs * steps_per_epoch)
-        return keras.optimizers.schedules.CosineDecay(rate * 0.01, total - warmup,
-                                                      warmup_target=rate, warmup_steps=warmup)
-    return rate
-
-
-def _jit(config: RunConfig) -> bool:
-    import tensorflow as tf
-
-    if config.training.jit_compile == "auto":
-        # XLA runs depthwise convolutions ~10x slower on CPU: only on by default with a GPU.
-        return bool(tf.config.list_physical_devices("GPU"))
-    return bool(config.training.jit_compile)
-
-
-def _uses_cache(stage: StageConfig, trained: list[str], config: RunConfig) -> bool:
-    if stage.cache_features == "never" or trained != ["head"]:
-        return False
-    if stage.cache_features == "always":
-        return True
-    return not config.data.augment
 
 
 class _EpochRecorder(keras.callbacks.Callback):
@@ -269,24 +233,12 @@ def start_run_dir(config: RunConfig, run_dir: Path, data: DataBundle, log: Calla
 
 def _run_stage(run: _Run, index: int, stage: StageConfig, start_epoch: int, saved_optimizer, saved_es) -> None:
     config, model, data = run.config, run.model, run.data
-    trained = set_trainable(model, stage.train, train_bn=config.model.train_bn)
-    multipliers = block_multipliers(model, stage.train, decay=stage.block_lr_decay, block_lr=stage.block_lr,
-                                    base_lr=stage.learning_rate)
-    cached = _uses_cache(stage, trained, config)
-    batch = run.global_batch
-    if cached:
-        extractor, fit_model = split_at_head(model)
-        train_ds, val_ds = _feature_datasets(extractor, data, config, batch)
-    else:
-        fit_model = model
-        train_ds = data.dataset("train", batch_size=batch)
-        val_ds = data.dataset("val", batch_size=batch) if "val" in data.splits else None
-    steps = _steps_per_epoch(data, train_ds, batch)
-    optimizer = make_optimizer(stage.optimizer, _learning_rate(stage, steps, run.learning_rate(stage)), lr_multipliers=multipliers,
-                               momentum=stage.momentum, weight_decay=stage.weight_decay)
-    loss, metrics = _loss_and_metrics(run.task)
-    fit_model = prepare_for_fit(fit_model, run.strategy)
-    fit_model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=_jit(config))
+    prepared = prepare_stage(model, stage, config, data, task=run.task, learning_rate=run.learning_rate(stage),
+                             batch_size=run.global_batch)
+    trained, multipliers, cached = prepared.trained, prepared.multipliers, prepared.cached
+    train_ds, val_ds, optimizer = prepared.train_ds, prepared.val_ds, prepared.optimizer
+    fit_model = prepare_for_fit(prepared.fit_model, run.strategy)
+    fit_model.compile(optimizer=optimizer, loss=prepared.loss, metrics=prepared.metrics, jit_compile=jit_compile(config))
     if saved_optimizer is not None:
         optimizer.build(fit_model.trainable_variables)
         for variable, value in zip(optimizer.variables, saved_optimizer):
@@ -310,29 +262,6 @@ def _run_stage(run: _Run, index: int, stage: StageConfig, start_epoch: int, save
     fit_model.fit(train_ds, validation_data=val_ds, epochs=stage.epochs, initial_epoch=start_epoch,
                   class_weight=data.class_weight, callbacks=callbacks, shuffle=False,
                   verbose=0 if not run.placement.chief else 1 if sys.stdout.isatty() else 2)
-
-
-def _steps_per_epoch(data: DataBundle, train_ds, batch_size: int) -> int:
-    """Batches per epoch, for learning-rate schedules; a streamed TFDS split of unknown size counts 100."""
-    if data.splits["train"].tfds is None:
-        return max(1, math.ceil(len(data.splits["train"]) / batch_size))
-    cardinality = int(train_ds.cardinality())
-    return cardinality if cardinality > 0 else 100
-
-
-def _feature_datasets(extractor: keras.Model, data: DataBundle, config: RunConfig, batch_size: int | None = None):
-    import tensorflow as tf
-
-    batch_size = batch_size or config.data.batch_size
-    x, y = extract(extractor, data.dataset("train", training=False))
-    train = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=config.data.seed,
-                                                              reshuffle_each_iteration=True)
-    train = train.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    val = None
-    if "val" in data.splits:
-        vx, vy = extract(extractor, data.dataset("val"))
-        val = tf.data.Dataset.from_tensor_slices((vx, vy)).batch(batch_size)
-    return train, val
 
 
 def _finish(run: _Run) -> RunResult:

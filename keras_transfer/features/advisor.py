@@ -27,7 +27,7 @@ import yaml
 
 from keras_transfer.config import RunConfig, from_dict, packaged_config, to_dict
 from keras_transfer.data import DataBundle
-from keras_transfer.features.probe import ProbeResult, probe_layers
+from keras_transfer.features.layer_probe import ProbeResult, probe_layers
 from keras_transfer.training.feature_cache import compiled_forward
 
 SMALL_PER_CLASS = 30

@@ -20,11 +20,9 @@ import numpy as np
 
 from keras_transfer.config import RunConfig
 from keras_transfer.data import load_data
-from keras_transfer.freeze import set_trainable
 from keras_transfer.files import atomic_write_text
-from keras_transfer.training.engine import _feature_datasets, _loss_and_metrics, _uses_cache, build_model, resolve_task
-from keras_transfer.training.feature_cache import split_at_head
-from keras_transfer.training.optimizers import block_multipliers, make_optimizer
+from keras_transfer.training.engine import build_model, resolve_task
+from keras_transfer.training.stage import prepare_stage
 
 
 @dataclass
@@ -72,18 +70,10 @@ def lr_find(config: RunConfig, stage: int = 0, *, start_lr: float = 1e-7, end_lr
         if len(initial_weights.weights) != len(model.weights):
             raise ValueError("the starting model does not match the model built from this config")
         model.set_weights(initial_weights.get_weights())
-    trained = set_trainable(model, spec.train, train_bn=config.model.train_bn)
-    multipliers = block_multipliers(model, spec.train, decay=spec.block_lr_decay, block_lr=spec.block_lr,
-                                    base_lr=spec.learning_rate)
-    if _uses_cache(spec, trained, config):
-        extractor, fit_model = split_at_head(model)
-        train_ds, _ = _feature_datasets(extractor, data, config)
-    else:
-        fit_model, train_ds = model, data.dataset("train")
-    optimizer = make_optimizer(spec.optimizer, start_lr, lr_multipliers=multipliers, momentum=spec.momentum,
-                               weight_decay=spec.weight_decay)
-    loss, _ = _loss_and_metrics(resolve_task(config, data))
-    fit_model.compile(optimizer=optimizer, loss=loss)
+    prepared = prepare_stage(model, spec, config, data, task=resolve_task(config, data), learning_rate=start_lr,
+                             constant_rate=True)
+    trained, fit_model, train_ds, optimizer = prepared.trained, prepared.fit_model, prepared.train_ds, prepared.optimizer
+    fit_model.compile(optimizer=optimizer, loss=prepared.loss)
     if log:
         log(f"lr_find on stage '{spec.name}' (training {', '.join(trained)}): {steps} steps from {start_lr:g} to {end_lr:g}")
 

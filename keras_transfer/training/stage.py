@@ -1,0 +1,130 @@
+"""Everything a stage needs before `fit`: what trains, the optimizer with block rates, loss, data.
+
+One function, `prepare_stage`, sets a stage up for the training engine and for the
+learning-rate range test alike, so both train exactly the same variables at the same relative
+rates on the same (possibly cached) inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+
+from keras_transfer.config import RunConfig, StageConfig
+from keras_transfer.data import DataBundle
+from keras_transfer.freeze import set_trainable
+from keras_transfer.training.feature_cache import extract, split_at_head
+from keras_transfer.training.optimizers import block_multipliers, make_optimizer
+
+
+@dataclass
+class PreparedStage:
+    """A stage ready to fit: the model to fit (the full one, or its head on cached features), its
+    datasets, the optimizer and loss, and what trains (block names, per-variable rate multipliers)."""
+
+    fit_model: keras.Model
+    train_ds: Any
+    val_ds: Any
+    optimizer: keras.optimizers.Optimizer
+    loss: keras.losses.Loss
+    metrics: list
+    trained: list[str]
+    multipliers: dict | None
+    cached: bool
+    steps_per_epoch: int
+
+
+def loss_and_metrics(task: str) -> tuple[keras.losses.Loss, list]:
+    """The loss and the metric logged for a task (accuracy, or MAE for regression)."""
+    if task == "multiclass":
+        return keras.losses.SparseCategoricalCrossentropy(), ["accuracy"]
+    if task in ("binary", "multilabel"):
+        return keras.losses.BinaryCrossentropy(), [keras.metrics.BinaryAccuracy(name="accuracy")]
+    return keras.losses.MeanSquaredError(), [keras.metrics.MeanAbsoluteError(name="mae")]
+
+
+def uses_feature_cache(stage: StageConfig, trained: list[str], config: RunConfig) -> bool:
+    """True when a stage trains only the head on unaugmented inputs (or `cache_features: always`)."""
+    if stage.cache_features == "never" or trained != ["head"]:
+        return False
+    if stage.cache_features == "always":
+        return True
+    return not config.data.augment
+
+
+def jit_compile(config: RunConfig) -> bool:
+    """Whether to compile with XLA: `auto` turns it on only with a GPU."""
+    import tensorflow as tf
+
+    if config.training.jit_compile == "auto":
+        # XLA runs depthwise convolutions ~10x slower on CPU: only on by default with a GPU.
+        return bool(tf.config.list_physical_devices("GPU"))
+    return bool(config.training.jit_compile)
+
+
+def prepare_stage(model: keras.Model, stage: StageConfig, config: RunConfig, data: DataBundle, *, task: str,
+                  learning_rate: float | None = None, batch_size: int | None = None,
+                  constant_rate: bool = False) -> PreparedStage:
+    """Set `model` up for `stage`: trainable blocks, block rates, cached features, optimizer, loss.
+
+    `learning_rate` overrides the stage's (linear scaling across replicas; the range test's
+    start rate) and `batch_size` the data config's (the global batch of a distributed run).
+    `constant_rate` drops the stage's schedule, for a caller that sets the rate itself. The
+    model is not compiled: the caller compiles `fit_model` (inside its strategy) with
+    `optimizer`, `loss` and `metrics`.
+    """
+    rate = stage.learning_rate if learning_rate is None else learning_rate
+    batch = batch_size or config.data.batch_size
+    trained = set_trainable(model, stage.train, train_bn=config.model.train_bn)
+    multipliers = block_multipliers(model, stage.train, decay=stage.block_lr_decay, block_lr=stage.block_lr,
+                                    base_lr=stage.learning_rate)
+    cached = uses_feature_cache(stage, trained, config)
+    if cached:
+        extractor, fit_model = split_at_head(model)
+        train_ds, val_ds = _feature_datasets(extractor, data, config, batch)
+    else:
+        fit_model = model
+        train_ds = data.dataset("train", batch_size=batch)
+        val_ds = data.dataset("val", batch_size=batch) if "val" in data.splits else None
+    steps = _steps_per_epoch(data, train_ds, batch)
+    schedule = rate if constant_rate else _learning_rate(stage, steps, rate)
+    optimizer = make_optimizer(stage.optimizer, schedule, lr_multipliers=multipliers, momentum=stage.momentum,
+                               weight_decay=stage.weight_decay)
+    loss, metrics = loss_and_metrics(task)
+    return PreparedStage(fit_model, train_ds, val_ds, optimizer, loss, metrics, trained, multipliers, cached, steps)
+
+
+def _learning_rate(stage: StageConfig, steps_per_epoch: int, rate: float):
+    total = max(1, stage.epochs * steps_per_epoch)
+    if stage.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(rate, total)
+    if stage.lr_schedule == "warmup_cosine":
+        warmup = min(total - 1, stage.warmup_epochs * steps_per_epoch)
+        return keras.optimizers.schedules.CosineDecay(rate * 0.01, total - warmup,
+                                                      warmup_target=rate, warmup_steps=warmup)
+    return rate
+
+
+def _steps_per_epoch(data: DataBundle, train_ds, batch_size: int) -> int:
+    """Batches per epoch, for learning-rate schedules; a streamed TFDS split of unknown size counts 100."""
+    if data.splits["train"].tfds is None:
+        return max(1, math.ceil(len(data.splits["train"]) / batch_size))
+    cardinality = int(train_ds.cardinality())
+    return cardinality if cardinality > 0 else 100
+
+
+def _feature_datasets(extractor: keras.Model, data: DataBundle, config: RunConfig, batch_size: int):
+    import tensorflow as tf
+
+    x, y = extract(extractor, data.dataset("train", training=False))
+    train = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=config.data.seed,
+                                                              reshuffle_each_iteration=True)
+    train = train.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    val = None
+    if "val" in data.splits:
+        vx, vy = extract(extractor, data.dataset("val"))
+        val = tf.data.Dataset.from_tensor_slices((vx, vy)).batch(batch_size)
+    return train, val
