@@ -7,16 +7,18 @@ from collections.abc import Callable
 
 
 def run_cli(main: Callable[[], int]) -> int:
-    """Run a CLI `main`; print a user error (bad name, missing file) as one line and return 2.
+    """Run a CLI `main`; print a user error (bad name, missing or unwritable file, damaged archive,
+    any toolkit error) as one line and return 2.
 
     Tracebacks are for bugs; a misspelt layer or a missing file deserves a sentence. Set
     `KT_DEBUG=1` to see the traceback anyway.
     """
     import os
+    import zipfile
 
     try:
         return main()
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
+    except (ValueError, OSError, RuntimeError, zipfile.BadZipFile) as error:
         if os.environ.get("KT_DEBUG"):
             raise
         print(f"error: {error}", file=sys.stderr)

@@ -331,6 +331,9 @@ def _check_choices(config: RunConfig) -> None:
     if backbone not in FAMILIES and not backbone.endswith((".keras", ".h5")):
         raise ConfigError(unknown_name_message("backbone", backbone, FAMILIES, where="model.backbone"))
     check_constraints(config, _constraints(), error=ConfigError)
+    if backbone.endswith((".keras", ".h5")) and config.data.augment and config.data.augment_in == "model":
+        raise ConfigError("data.augment_in: model cannot wrap a saved source model (model.backbone "
+                          f"{backbone}); use data.augment_in: data")
     if config.model.head.type != "dense":
         _check_feature_classifier(config)
     seen = set()

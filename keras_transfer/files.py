@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -109,3 +110,66 @@ def write_labels(path: str | Path, class_names: Iterable[str]) -> Path:
 def read_labels(path: str | Path) -> list[str]:
     """Read a `labels.txt` written by `write_labels`: the class names in class-index order."""
     return Path(path).read_text().splitlines()
+
+
+def check_writable(folder: str | Path) -> None:
+    """Raise PermissionError naming `folder` when it (or the ancestor it would be created in) is not writable.
+
+    Called before any expensive work, so a read-only output folder is a one-line error at
+    start-up rather than a traceback after the data was loaded and the model built.
+    """
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        where = "" if probe == folder else f" (it would be created in {probe})"
+        raise PermissionError(f"cannot write to {folder}{where}: choose a writable --output-dir")
+
+
+class FolderBusyError(RuntimeError):
+    """Another process holds the lock of a run directory."""
+
+
+@contextmanager
+def claimed_folder(folder: str | Path):
+    """Hold an exclusive advisory lock on `folder` (created if needed) while the block runs.
+
+    A second process claiming the same folder fails at once with FolderBusyError instead of
+    writing a mixed run. If the block fails and the folder was created here and holds nothing but
+    the lock, it is removed again: a run refused at start-up leaves nothing behind.
+    """
+    import fcntl
+
+    folder = Path(folder)
+    created = not folder.exists()
+    check_writable(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock_path = folder / LOCK_NAME
+    stream = open(lock_path, "a+")
+    try:
+        try:
+            fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            stream.seek(0)
+            owner = stream.read().strip() or "another process"
+            raise FolderBusyError(f"{folder} is in use by {owner}; wait for that run to finish or choose "
+                                  "another --output-dir") from None
+        stream.seek(0)
+        stream.truncate()
+        stream.write(f"pid {os.getpid()}\n")
+        stream.flush()
+        ok = False
+        try:
+            yield folder
+            ok = True
+        finally:
+            # The lock file stays (unlinking it would let a waiting and a new process lock two
+            # different files); flock itself is released when the stream closes.
+            if not ok and created and [p.name for p in folder.iterdir()] == [LOCK_NAME]:
+                shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        stream.close()
+
+
+LOCK_NAME = ".lock"

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from keras_transfer.cli_util import add_config_arguments, config_from_args, run_cli
+from keras_transfer.files import check_writable
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.output_dir is not None and (run_dir / "checkpoints").exists():
             raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --output-dir")
 
+    check_writable(run_dir)  # before the data is loaded and the model built
+    if args.resume:
+        check_writable(run_dir / "checkpoints")
     if config.model.head.type != "dense":
         # Solution II: no epochs to resume; a rerun reads the features from the cache.
         from keras_transfer.features import run_feature_classifier

@@ -49,7 +49,7 @@ def test_source_model_loads_cuts_at_its_layer_and_trains(saved_source):
 
 def test_source_classifier_can_be_kept_when_labels_are_the_same(saved_source):
     source, path = saved_source
-    model = build_classifier(build_backbone(path), 5, keep_source_top=True)
+    model = build_classifier(build_backbone(path, include_top=True), 5, keep_source_top=True)
     assert [l.name for l in backbone_blocks(model)["head"]] == ["head_classifier"]
     pixels = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(np.asarray(model(pixels)), np.asarray(source(pixels)), rtol=1e-5, atol=1e-6)

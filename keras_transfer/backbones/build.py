@@ -44,7 +44,11 @@ def build_backbone(
     ValueError listing the closest valid ones.
     """
     if _is_model_path(name):
-        return _build_from_source(Path(name), weights=weights, input_shape=input_shape, cut_at=cut_at)
+        if augmentation is not None:
+            raise ValueError(f"in-model augmentation cannot be put in front of a saved source model ({os.fspath(name)}); "
+                             "augment in the input pipeline instead (data.augment_in: data)")
+        return _build_from_source(Path(name), weights=weights, input_shape=input_shape, cut_at=cut_at,
+                                  include_top=include_top)
     if name not in FAMILIES:
         raise ValueError(unknown_name_message("backbone", str(name), FAMILIES))
     family = FAMILIES[name]
@@ -127,7 +131,8 @@ def _cut_output(model: keras.Model, cut_at: str | None, blocks: "OrderedDict", *
 
 
 def _build_from_source(
-    path: Path, *, weights: WeightsSpec, input_shape: tuple[int, int, int] | None, cut_at: str | None
+    path: Path, *, weights: WeightsSpec, input_shape: tuple[int, int, int] | None, cut_at: str | None,
+    include_top: bool = False,
 ) -> keras.Model:
     if not path.is_file():
         raise FileNotFoundError(f"source model {os.fspath(path)!r} does not exist")
@@ -164,6 +169,32 @@ def _build_from_source(
         )
     family = family_of_model_name(source.name)
     rule = family.blocks if family else LayerRule()
+    if cut_at is None and not include_top:
+        cut_at = _last_feature_layer(source, path)
     output = _cut_output(source, cut_at, assign_blocks(source, rule), where=path.name)
     inputs = source.inputs[0] if len(source.inputs) == 1 else source.inputs
     return keras.Model(inputs, output, name=source.name)
+
+
+# Layers that make up a classifier on top of features: what `include_top=False` leaves out.
+_CLASSIFIER_LAYERS = (keras.layers.Dense, keras.layers.Dropout, keras.layers.Flatten, keras.layers.Activation,
+                      keras.layers.Softmax, keras.layers.BatchNormalization, keras.layers.GlobalAveragePooling2D,
+                      keras.layers.GlobalMaxPooling2D)
+
+
+def _last_feature_layer(source: keras.Model, path: Path) -> str | None:
+    """The layer before the source model's trailing classifier (Dense, pooling, dropout, ...).
+
+    A model saved by the toolkit ends in its `head_*` layers; any other model ends in whatever
+    classifier its author put there. Without a classifier the whole model is the feature extractor.
+    """
+    layers = [layer for layer in source.layers if not isinstance(layer, keras.layers.InputLayer)]
+    end = len(layers)
+    while end and (isinstance(layers[end - 1], _CLASSIFIER_LAYERS) or layers[end - 1].name.startswith("head_")):
+        end -= 1
+    if end == len(layers):
+        return None
+    if end == 0:
+        raise ValueError(f"source model {path.name} has no feature layers before its classifier; "
+                         "pass cut_at=<layer> to choose one, or include_top=True to keep the whole model")
+    return layers[end - 1].name

@@ -20,7 +20,7 @@ from keras_transfer.config import RunConfig
 from keras_transfer.features.classifiers import classifier_model, fit_classifier
 from keras_transfer.features.extract import backbone_and_data, extract_features
 from keras_transfer.training import RunResult, start_run_dir, write_results
-from keras_transfer.files import atomic_write_text
+from keras_transfer.files import atomic_write_text, claimed_folder
 from keras_transfer.training.report import classification_metrics
 
 
@@ -34,6 +34,11 @@ def run_feature_classifier(config: RunConfig, run_dir: str | Path, *, log: Calla
     backbone plus classifier are saved as one `model.keras`. `training.stages` are not used.
     """
     run_dir = Path(run_dir)
+    with claimed_folder(run_dir):  # one run per folder at a time
+        return _run(config, run_dir, log, cache_dir)
+
+
+def _run(config: RunConfig, run_dir: Path, log: Callable[[str], None], cache_dir) -> RunResult:
     keras.utils.set_random_seed(config.training.seed)
     m, kind = config.model, config.model.head.type
     backbone, data = backbone_and_data(config)

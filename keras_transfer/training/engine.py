@@ -25,7 +25,7 @@ from keras_transfer.config import RunConfig, StageConfig, to_dict
 from keras_transfer.data import DataBundle, load_data
 from keras_transfer.freeze import resolve_trainable
 from keras_transfer.heads import HeadSpec, build_classifier
-from keras_transfer.files import atomic_file, atomic_write_text, write_labels
+from keras_transfer.files import atomic_file, atomic_write_text, claimed_folder, write_labels
 from keras_transfer.training.checkpoint import Checkpointer
 from keras_transfer.training.distribute import Placement, make_strategy, prepare_for_fit
 from keras_transfer.training.feature_cache import extract
@@ -69,8 +69,9 @@ def build_model(config: RunConfig, data: DataBundle) -> keras.Model:
                             keep_source_top=m.keep_source_top)
 
 
-def check_stages(model: keras.Model, config: RunConfig) -> None:
-    """Check every stage's block names against the built model, before anything is written."""
+def check_stages(model: keras.Model, config: RunConfig, data: DataBundle | None = None) -> None:
+    """Check every stage's block names against the built model (and its early-stopping monitor
+    against the data's splits), before anything is written."""
     from keras_transfer.backbones import backbone_blocks
     from keras_transfer.config import ConfigError
 
@@ -81,6 +82,11 @@ def check_stages(model: keras.Model, config: RunConfig) -> None:
             block_multipliers(model, stage.train, block_lr=stage.block_lr, base_lr=stage.learning_rate)
         except ValueError as error:
             raise ConfigError(f"training.stages.{i} ({stage.name}): {error}") from None
+        es = stage.early_stopping
+        if data is not None and es is not None and es.monitor.startswith("val_") and "val" not in data.splits:
+            raise ConfigError(f"training.stages.{i}.early_stopping.monitor: {es.monitor} needs a validation split, "
+                              f"and {config.data.source} has none (data.val_split is 0); monitor "
+                              f"{es.monitor.removeprefix('val_')} or set data.val_split")
 
 
 class _EpochRecorder(keras.callbacks.Callback):
@@ -103,22 +109,37 @@ class _EpochRecorder(keras.callbacks.Callback):
         es = self.early_stopping
         state = {"stage_index": self.stage_index, "stage_epoch": epoch + 1, "global_epoch": row["epoch"],
                  "history": self.run.history,
-                 "early_stopping": {"wait": int(es.wait), "best": float(es.best)} if es is not None else None}
-        self.run.checkpoint(self.model.optimizer, state)
+                 "early_stopping": None if es is None else {
+                     "wait": int(es.wait), "best": None if es.best is None else float(es.best),
+                     "best_epoch": int(es.best_epoch)}}
+        # The best weights go into the checkpoint too: a resumed stage must restore the same
+        # epoch's weights as an uninterrupted one would.
+        best = es.best_weights if es is not None and es.restore_best_weights else None
+        self.run.checkpoint(self.model.optimizer, state, best)
         self.run.history[-1]["seconds"] = round(time.perf_counter() - self.started, 3)  # checkpoint included
 
 
 class _RestoreEarlyStopping(keras.callbacks.Callback):
-    """Put back the patience counter of an interrupted stage (EarlyStopping resets it on train begin)."""
+    """Put back the early-stopping state of an interrupted stage (EarlyStopping resets it on train
+    begin): patience counter, best value, best epoch and best weights; and say where it stopped."""
 
-    def __init__(self, early_stopping, saved: dict[str, Any] | None):
+    def __init__(self, early_stopping, saved: dict[str, Any] | None, best_weights, log: Callable[[str], None]):
         super().__init__()
-        self.early_stopping, self.saved = early_stopping, saved
+        self.early_stopping, self.saved, self.best_weights, self.log = early_stopping, saved, best_weights, log
 
     def on_train_begin(self, logs=None):
         if self.saved:
-            self.early_stopping.wait = self.saved["wait"]
-            self.early_stopping.best = self.saved["best"]
+            es = self.early_stopping
+            es.wait, es.best = self.saved["wait"], self.saved["best"]
+            es.best_epoch = self.saved.get("best_epoch", 0)
+            if self.best_weights is not None:
+                es.best_weights = list(self.best_weights)
+
+    def on_train_end(self, logs=None):
+        es = self.early_stopping
+        if es.stopped_epoch > 0:
+            restored = f", restored epoch {es.best_epoch + 1}" if es.restore_best_weights and es.best_weights is not None else ""
+            self.log(f"early stopping: stopped at epoch {es.stopped_epoch + 1}{restored} (of this stage)")
 
 
 @dataclass
@@ -144,8 +165,8 @@ class _Run:
         scale = self.placement.replicas if self.config.training.lr_scaling == "linear" else 1
         return stage.learning_rate * scale
 
-    def checkpoint(self, optimizer, state):
-        self.checkpoints.save(self.model, optimizer, state)
+    def checkpoint(self, optimizer, state, best_weights=None):
+        self.checkpoints.save(self.model, optimizer, state, best_weights)
         atomic_write_text(self.run_dir / "history.json", json.dumps(self.history, indent=1))
 
 
@@ -164,7 +185,7 @@ def run(config: RunConfig, run_dir: str | Path, *, resume: bool = False,
     if not placement.chief:
         log = lambda line: None  # noqa: E731 - one voice per run: the chief's
     try:
-        with strategy.scope():
+        with claimed_folder(placement.write_dir), strategy.scope():
             return _run(config, placement, strategy, resume, log, on_stage_end)
     finally:
         placement.cleanup()
@@ -176,7 +197,7 @@ def _run(config: RunConfig, placement: Placement, strategy, resume: bool, log, o
         keras.mixed_precision.set_global_policy("mixed_float16")
     data = load_data(config.data)
     model = build_model(config, data)
-    check_stages(model, config)
+    check_stages(model, config, data)
 
     start_run_dir(config, placement.write_dir, data, log)
     task = resolve_task(config, data)
@@ -184,13 +205,15 @@ def _run(config: RunConfig, placement: Placement, strategy, resume: bool, log, o
     _log_strategy(state, strategy)
     start_stage, start_epoch, saved_optimizer, saved_es = 0, 0, None, None
     # Every worker resumes from the chief's checkpoints, so all start from the same epoch.
-    latest = Checkpointer(placement.run_dir / "checkpoints").latest() if resume else None
+    latest = Checkpointer(placement.run_dir / "checkpoints").latest(log) if resume else None
     if latest is not None:
         latest.restore_model(model)
         state.history = latest.state["history"]
         start_stage, start_epoch = latest.state["stage_index"], latest.state["stage_epoch"]
         saved_optimizer = latest.optimizer_variables() if start_epoch else None
         saved_es = latest.state.get("early_stopping")
+        if saved_es is not None:
+            saved_es = {**saved_es, "best_weights": latest.best_weights()}
         log(f"resuming from {latest.folder.name}: stage {start_stage + 1}, after its epoch {start_epoch}")
     elif resume:
         log("no checkpoint found: starting from the beginning")
@@ -250,11 +273,12 @@ def _run_stage(run: _Run, index: int, stage: StageConfig, start_epoch: int, save
             + (", per-block rates" if multipliers else "") + (", on cached features" if cached else ""))
     early = None
     callbacks: list[keras.callbacks.Callback] = []
-    if stage.early_stopping is not None and (val_ds is not None or not stage.early_stopping.monitor.startswith("val_")):
+    if stage.early_stopping is not None:
         es = stage.early_stopping
         early = keras.callbacks.EarlyStopping(monitor=es.monitor, patience=es.patience, min_delta=es.min_delta,
                                               restore_best_weights=es.restore_best_weights)
-        callbacks += [early, _RestoreEarlyStopping(early, saved_es)]
+        saved = saved_es or {}
+        callbacks += [early, _RestoreEarlyStopping(early, saved_es, saved.get("best_weights"), run.log)]
     offset = len(run.history) - start_epoch
     callbacks.append(_EpochRecorder(run, index, stage, offset, early))
     callbacks.append(keras.callbacks.TensorBoard(str(run.run_dir / "tensorboard" / stage.name), write_graph=False,
