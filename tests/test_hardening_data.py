@@ -6,15 +6,21 @@ from __future__ import annotations
 
 import io
 import pickle
+import re
 import struct
 import subprocess
 import sys
+import time
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from keras_transfer.backbones.torch_state import CorruptCheckpointError, read_legacy_state_dict
+from keras_transfer.data import DataConfig, load_data
+from keras_transfer.images import ImageReadError, image_header, read_rgb
 
 # --- crafted legacy .pth files, written opcode by opcode (no torch needed) -----------------------
 
@@ -94,3 +100,182 @@ def test_a_crafted_pth_never_crashes_the_process(tmp_path):
             f"try:\n    r({str(path)!r})\nexcept ValueError as e:\n    print('refused', e)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.startswith("refused"), (done.returncode, done.stderr[-500:])
+
+
+# --- image files: bombs, formats only PIL reads, CSV paths outside their folder ------------------
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _bomb_png(path: Path, side: int, rows: int | None = None) -> Path:
+    """A valid grey PNG of side x side zero pixels, a few hundred KB on disk (`rows`: only that many rows written)."""
+    packer = zlib.compressobj(9)
+    block = bytes(side + 1) * 500  # 500 rows of (filter byte + pixels)
+    data = b"".join(packer.compress(block) for _ in range((rows or side) // 500)) + packer.flush()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+                     + _chunk(b"IDAT", data) + _chunk(b"IEND", b""))
+    return path
+
+
+def _photo(path: Path, seed: int, size=(12, 16), fmt: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 255, (*size, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, format=fmt)
+    return path
+
+
+def _pets(root: Path, per_class: int = 4) -> Path:
+    for c, name in enumerate(("cat", "dog")):
+        for i in range(per_class):
+            _photo(root / name / f"{i}.png", seed=10 * c + i)
+    return root
+
+
+def _config(source: str, **kw) -> DataConfig:
+    return DataConfig(source=source, image_size=(16, 16), batch_size=4, augment=(), val_split=0.0, test_split=0.0, **kw)
+
+
+def _epoch(ds) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+@pytest.fixture(scope="module")
+def bomb(tmp_path_factory) -> Path:
+    """A real decompression bomb: 140 KB that decodes to 12000 x 12000 = 144 million pixels."""
+    return _bomb_png(tmp_path_factory.mktemp("bomb") / "bomb.png", 12000)
+
+
+def test_a_bomb_png_is_skipped_with_its_reason_and_the_others_train(tmp_path, bomb):
+    root = _pets(tmp_path / "pets")
+    (root / "cat" / "bomb.png").write_bytes(bomb.read_bytes())
+    started = time.perf_counter()
+    bundle = load_data(_config(f"folder:{root}"))
+    seconds = time.perf_counter() - started
+    reasons = {Path(s.path).name: s.reason for s in bundle.skipped}
+    assert list(reasons) == ["bomb.png"]
+    assert "image too large" in reasons["bomb.png"] and "12000 x 12000 = 144,000,000 pixels" in reasons["bomb.png"]
+    assert "89,478,485" in reasons["bomb.png"], "the reason names the limit"
+    assert bundle.counts()["train"] == {"cat": 4, "dog": 4}
+    assert len(_epoch(bundle.dataset("train"))[0]) == 8
+    assert seconds < 30, f"the header alone decides: {seconds:.1f} s"
+
+
+def test_the_pixel_limit_is_a_data_option(tmp_path):
+    root = _pets(tmp_path / "pets")
+    _photo(root / "dog" / "big.png", seed=99, size=(40, 50))
+    bundle = load_data(_config(f"folder:{root}", max_pixels=1000))
+    assert [(Path(s.path).name, "50 x 40 = 2,000 pixels" in s.reason) for s in bundle.skipped] == [("big.png", True)]
+    assert load_data(_config(f"folder:{root}")).skipped == []
+    with pytest.raises(ValueError, match="data.max_pixels must be a positive"):
+        _config("digits", max_pixels=0)
+
+
+def test_read_rgb_refuses_a_bomb_from_its_header_in_one_line(tmp_path, bomb):
+    with pytest.raises(ImageReadError, match=r"bomb\.png: image too large.*12000 x 12000") as raised:
+        read_rgb(bomb)
+    assert raised.value.path == str(bomb) and "\n" not in str(raised.value)
+    huge = _bomb_png(tmp_path / "huge.png", 20000, rows=500)  # above twice PIL's own limit: PIL's error, ours too
+    with pytest.raises(ImageReadError, match="huge.png: image too large"):
+        image_header(huge)
+    assert image_header(bomb, max_pixels=200_000_000).width == 12000, "a raised limit lets it through"
+
+
+def test_a_tiff_named_png_is_skipped_before_training_not_mid_epoch(tmp_path):
+    root = _pets(tmp_path / "pets")
+    _photo(root / "cat" / "scan.png", seed=7, fmt="TIFF")
+    good = (root / "dog" / "0.png").read_bytes()
+    end = good.index(b"IEND") - 4  # a PNG PIL reads but TensorFlow refuses: a foreign chunk after the data
+    (root / "dog" / "odd.png").write_bytes(good[:end] + b"\x00\x00\x00\x04pw=hunter2\n")
+    bundle = load_data(_config(f"folder:{root}"))
+    reasons = {Path(s.path).name: s.reason for s in bundle.skipped}
+    assert reasons["scan.png"].startswith("TIFF image, which training cannot decode")
+    assert reasons["odd.png"] == "unreadable image (truncated or corrupt PNG data)"
+    assert len(_epoch(bundle.dataset("train"))[0]) == 8, "a whole epoch runs"
+
+
+def _csv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("path,label\n" + "".join(f"{p},{label}\n" for p, label in rows))
+    return path
+
+
+def test_csv_paths_outside_the_csv_root_are_errors_naming_the_line(tmp_path):
+    root = _pets(tmp_path / "shared" / "pets")
+    outside = _photo(tmp_path / "private" / "me.png", seed=3)
+    rows = [(f"pets/{c}/{i}.png", c) for c in ("cat", "dog") for i in range(4)]
+    absolute = [(str(root / "cat" / "0.png"), "cat")]
+    bundle = load_data(_config(f"csv:{_csv(tmp_path / 'shared' / 'a.csv', rows + absolute)}",
+                               csv_root=str(tmp_path / "shared")))
+    assert bundle.counts()["train"] == {"cat": 5, "dog": 4}, "relative and absolute paths inside the root work"
+    for bad in ("../private/me.png", str(outside), "pets/../../private/me.png"):
+        with pytest.raises(ValueError, match=rf"b\.csv, line 10: image path '{re.escape(bad)}' is outside data.csv_root"):
+            load_data(_config(f"csv:{_csv(tmp_path / 'shared' / 'b.csv', rows + [(bad, 'cat')])}",
+                              csv_root=str(tmp_path / "shared")))
+    (root / "cat" / "link.png").symlink_to(outside)
+    with pytest.raises(ValueError, match="line 10: image path 'pets/cat/link.png' is outside"):
+        load_data(_config(f"csv:{_csv(tmp_path / 'shared' / 'c.csv', rows + [('pets/cat/link.png', 'cat')])}",
+                          csv_root=str(tmp_path / "shared")))
+
+
+def test_a_csv_row_naming_a_private_file_never_leaks_its_contents(tmp_path):
+    root = _pets(tmp_path / "data" / "pets")
+    secret = "hunter2-secret"
+    (tmp_path / "passwd").write_text(f"root:x:0:0:{secret}:/root:/bin/bash\n")
+    (tmp_path / "fake.tif").write_bytes(b"II*\x00" + secret.encode() * 8)  # decoders quote headers in errors
+    (tmp_path / "fake.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\x0dIHDR" + secret.encode() * 4)
+    rows = [(f"pets/{c}/{i}.png", c) for c in ("cat", "dog") for i in range(4)]
+    escapes = [("../../../../../../../../" + str(tmp_path / name).lstrip("/"), "cat") for name in ("passwd", "fake.tif")]
+    bundle = load_data(_config(f"csv:{_csv(tmp_path / 'data' / 'a.csv', rows + escapes + [(str(tmp_path / 'fake.png'), 'dog')])}"))
+    assert len(bundle.skipped) == 3 and all(s.reason == "not an image file" for s in bundle.skipped)
+    report = tmp_path / "data_report.json"
+    bundle.write_report(report)
+    text = report.read_text()
+    assert "passwd" in text, "the path is reported"
+    assert "hunter" not in text and "root:x" not in text and "II*" not in text
+
+
+# --- the disk cache: keyed by content and order --------------------------------------------------
+
+
+def _arrays(seed: int, n: int = 24) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 3
+    images = (rng.integers(0, 40, (n, 16, 16, 3)) + 80 * labels[:, None, None, None]).astype(np.uint8)
+    return images, labels
+
+
+def test_a_disk_cache_never_hands_the_shuffled_order_to_an_unshuffled_pipeline(tmp_path):
+    images, labels = _arrays(0)
+    config = _config("digits", cache="disk", cache_dir=str(tmp_path / "cache"), seed=5)
+    bundle = load_data(config, x=images, y=labels)
+    shuffled_x, shuffled_y = _epoch(bundle.dataset("train"))  # writes the training pipeline's cache first
+    assert not np.array_equal(shuffled_y, labels), "the training order is shuffled"
+    x, y = _epoch(bundle.dataset("train", training=False))
+    np.testing.assert_array_equal(y, bundle.splits["train"].labels)
+    np.testing.assert_array_equal(x, images.astype(np.float32))
+    again_x, again_y = _epoch(load_data(config, x=images, y=labels).dataset("train", training=False))
+    np.testing.assert_array_equal(again_y, labels)  # read back from the cache, still in order
+    assert len(list((tmp_path / "cache").glob("train_*.index"))) == 2
+
+
+def test_a_disk_cache_never_hands_another_arrays_examples_of_the_same_length(tmp_path):
+    config = _config("digits", cache="disk", cache_dir=str(tmp_path / "cache"))
+    first, second = _arrays(0), _arrays(1)
+    _epoch(load_data(config, x=first[0], y=first[1]).dataset("train", training=False))
+    x, _ = _epoch(load_data(config, x=second[0], y=second[1]).dataset("train", training=False))
+    np.testing.assert_array_equal(x, second[0].astype(np.float32))
+
+
+def test_a_disk_cached_folder_pairs_every_image_with_its_label(tmp_path):
+    root = _pets(tmp_path / "pets", per_class=6)
+    bundle = load_data(_config(f"folder:{root}", cache="disk", cache_dir=str(tmp_path / "cache")))
+    _epoch(bundle.dataset("train"))
+    x, y = _epoch(bundle.dataset("train", training=False))
+    split = bundle.splits["train"]
+    np.testing.assert_array_equal(y, split.labels)
+    expected = np.stack([read_rgb(p).astype(np.float32) for p in split.paths])  # 12 x 16, resized to 16 x 16
+    assert x.shape == (12, 16, 16, 3)
+    assert np.abs(x.mean(axis=(1, 2, 3)) - expected.mean(axis=(1, 2, 3))).max() < 2.0, "each image is its own file"
