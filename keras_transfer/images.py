@@ -66,7 +66,8 @@ def read_rgb(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> n
             image.load()  # decode now, so a truncated file fails here and not later
             return np.asarray(_to_rgb(image), dtype=np.uint8)
         except (OSError, SyntaxError, ValueError, EOFError):
-            raise ImageReadError(path, f"unreadable image (truncated or corrupt {image.format} data)") from None
+            reason = f"unreadable image (truncated or corrupt {image.format} data)"
+            raise ImageReadError(path, reason) from None
 
 
 class _opened:

@@ -118,10 +118,10 @@ def _is_int(value) -> bool:
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, *_):
     # The pickle supplies these values: check their types here, their extent once data is read.
     if not isinstance(storage, _Storage):
-        raise ValueError(f"a tensor's storage is {type(storage).__name__}, not a storage")
+        raise TypeError(f"a tensor's storage is {type(storage).__name__}, not a storage")
     if not (_is_int(storage_offset) and isinstance(size, (tuple, list)) and isinstance(stride, (tuple, list))
             and all(_is_int(v) for v in (*size, *stride))):
-        raise ValueError(f"a tensor has a malformed offset, shape or stride ({storage_offset!r}, {size!r}, {stride!r})")
+        raise TypeError(f"a tensor has a malformed offset, shape or stride ({storage_offset!r}, {size!r}, {stride!r})")
     return _TensorRef(storage, storage_offset, tuple(size), tuple(stride))
 
 
