@@ -20,6 +20,7 @@ from PIL import Image
 
 from keras_transfer.backbones.torch_state import CorruptCheckpointError, read_legacy_state_dict
 from keras_transfer.data import DataConfig, load_data
+from keras_transfer.data.cache import cache_key
 from keras_transfer.images import ImageReadError, image_header, read_rgb
 
 # --- crafted legacy .pth files, written opcode by opcode (no torch needed) -----------------------
@@ -281,3 +282,36 @@ def test_a_disk_cached_folder_pairs_every_image_with_its_label(tmp_path):
     expected = np.stack([read_rgb(p).astype(np.float32) for p in split.paths])  # 12 x 16, resized to 16 x 16
     assert x.shape == (12, 16, 16, 3)
     assert np.abs(x.mean(axis=(1, 2, 3)) - expected.mean(axis=(1, 2, 3))).max() < 2.0, "each image is its own file"
+
+
+def _cache_prefix(bundle, tmp_path: Path) -> Path:
+    return tmp_path / "cache" / f"train_{cache_key(bundle.splits['train'], bundle.config, 'in order')}"
+
+
+def test_a_killed_runs_cache_lockfile_does_not_stop_the_next_run(tmp_path):
+    images, labels = _arrays(0)
+    bundle = load_data(_config("digits", cache="disk", cache_dir=str(tmp_path / "cache")), x=images, y=labels)
+    prefix = _cache_prefix(bundle, tmp_path)
+    prefix.parent.mkdir()
+    # What TensorFlow leaves behind when a run is killed while writing its cache.
+    Path(f"{prefix}_0.lockfile").write_text("Created at: 1795499511")
+    Path(f"{prefix}_0.data-00000-of-00001.tempstate123").write_bytes(b"\0" * 64)
+    _, y = _epoch(bundle.dataset("train", training=False))
+    np.testing.assert_array_equal(y, labels)
+    assert Path(f"{prefix}.index").exists() and not Path(f"{prefix}_0.lockfile").exists()
+
+
+def test_a_cache_another_live_process_is_writing_is_left_alone(tmp_path):
+    import fcntl
+
+    images, labels = _arrays(0)
+    bundle = load_data(_config("digits", cache="disk", cache_dir=str(tmp_path / "cache")), x=images, y=labels)
+    prefix = _cache_prefix(bundle, tmp_path)
+    prefix.parent.mkdir()
+    with open(f"{prefix}.owner", "a") as owner:  # another writer holds the lock (a new open file: a new owner)
+        fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        Path(f"{prefix}_0.lockfile").write_text("Created at: now")
+        _, y = _epoch(bundle.dataset("train", training=False))
+        np.testing.assert_array_equal(y, labels)
+        assert Path(f"{prefix}_0.lockfile").exists(), "the other writer's files are not touched"
+        assert list(prefix.parent.glob(f"{prefix.name}.pid*.index")), "this process cached privately"
