@@ -107,8 +107,10 @@ def _check_extent(name: str, tensor: _TensorRef, numel: int) -> None:
             raise ValueError(f"{where}: offset past the end of its storage")
         return
     last = offset + sum((n - 1) * s for n, s in zip(shape, stride))
-    if last >= numel or count > numel:
-        raise ValueError(f"{where}: reaches element {last} of {count}, outside its storage")
+    if last >= numel:
+        raise ValueError(f"{where}: reaches element {last}, outside its storage")
+    if count > numel:
+        raise ValueError(f"{where}: {count} elements, more than its storage holds")
 
 
 def _is_int(value) -> bool:
