@@ -71,7 +71,10 @@ def read_rgb(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> n
 
 
 class _opened:
-    """`with _opened(path, max_pixels) as image`: PIL's lazily opened image, header checked, errors as ImageReadError."""
+    """`with _opened(path, max_pixels) as image`: PIL's lazily opened image, its size checked.
+
+    Every failure is an ImageReadError with a reason in our own words.
+    """
 
     def __init__(self, path: Path, max_pixels: int):
         self.path, self.max_pixels, self.image = path, int(max_pixels), None

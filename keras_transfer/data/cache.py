@@ -81,7 +81,8 @@ def disk_cache_prefix(prefix: Path) -> str:
             atexit.register(_remove, private)
         return private
     _OWNED[str(prefix)] = handle
-    for leftover in (*prefix.parent.glob(f"{prefix.name}_*.lockfile"), *prefix.parent.glob(f"{prefix.name}_*.tempstate*")):
+    stale = (*prefix.parent.glob(f"{prefix.name}_*.lockfile"), *prefix.parent.glob(f"{prefix.name}_*.tempstate*"))
+    for leftover in stale:
         leftover.unlink(missing_ok=True)  # a dead writer's: nobody else holds the lock
     for private in prefix.parent.glob(f"{prefix.name}.pid*"):
         if not _alive(private.name[len(prefix.name) + 4:].split(".")[0].split("_")[0]):
