@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -16,7 +15,7 @@ import pytest
 from keras_transfer.config import ConfigError, default_config_path, from_dict, load_config
 from keras_transfer.files import FolderBusyError, atomic_folder, atomic_write_text, claimed_folder
 from keras_transfer.training.checkpoint import Checkpointer
-from tests.test_training import _two_layer_model, tiny_config, tiny_source
+from tests.test_training import _two_layer_model, tiny_config
 
 
 def _state(epoch: int) -> dict:

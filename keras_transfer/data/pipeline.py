@@ -21,13 +21,13 @@ import numpy as np
 from keras_transfer._names import unknown_name_message
 from keras_transfer.constraints import Interval, OneOf, check_constraints
 from keras_transfer.data.augment import augmentation_layers, augmentation_model
+from keras_transfer.data.cache import CACHE_MODES, cache, cache_mode
 from keras_transfer.data.embedded import EMBEDDED, load_embedded
 from keras_transfer.data.records import Records, Skipped, csv_records, drop_bad_files, folder_records
 from keras_transfer.data.split import BALANCE_MODES, balance_indices, class_weights, few_shot, stratified_split
-from keras_transfer.images import RESIZE_POLICIES, resize_image
+from keras_transfer.images import DEFAULT_MAX_PIXELS, RESIZE_POLICIES, resize_image
 
 SOURCE_KINDS = ("folder", "csv", "tfds", "npz")
-CACHE_MODES = ("auto", "memory", "disk", "none")
 AUGMENT_PLACES = ("data", "model")
 DATA_CONSTRAINTS = {
     "batch_size": Interval(1, integer=True),
@@ -39,8 +39,8 @@ DATA_CONSTRAINTS = {
     "resize": OneOf(RESIZE_POLICIES),
     "cache": OneOf(CACHE_MODES),
     "seed": Interval(0, integer=True),
+    "max_pixels": Interval(1, integer=True),
 }
-_MEMORY_CACHE_LIMIT = 2 << 30  # bytes of uint8 pixels kept in RAM under cache: auto
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,9 @@ class DataConfig:
     | undersample. `augment` lists augmentations (or maps them to strengths), applied in the
     tf.data map on CPU (`augment_in: data`) or inside the model on the accelerator (`model`).
     `resize`: resize | crop_to_aspect_ratio | pad. `cache`: auto (memory if it fits, else disk) |
-    memory | disk | none. `split`, `data_dir` and `download` are for TFDS.
+    memory | disk | none. `split`, `data_dir` and `download` are for TFDS. `max_pixels`: images
+    whose header declares more pixels are skipped and reported (decompression bombs).
+    `csv_root`: a folder every CSV path must lie inside (for CSVs from others).
     """
 
     source: str = "digits"
@@ -73,6 +75,8 @@ class DataConfig:
     split: str = "train"
     data_dir: str | None = None
     download: bool = True
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    csv_root: str | None = None
 
     def __post_init__(self):
         check_constraints(self, DATA_CONSTRAINTS, prefix="data")
@@ -163,13 +167,14 @@ class DataBundle:
             raise ValueError(unknown_name_message("split", split, list(self.splits)))
         training = split == "train" if training is None else training
         cfg, examples = self.config, self.splits[split]
-        cached = _cache_mode(examples, cfg) != "none"
+        cached = cache_mode(examples, cfg) != "none"
         ds = _examples(examples)
-        if training and examples.tfds is None:
+        shuffled = training and examples.tfds is None
+        if shuffled:
             # Shuffle the (cheap) paths or indices before decoding: a shuffle buffer of decoded
             # images would hold the whole set in memory and decode it all before the first batch.
             ds = ds.shuffle(len(examples), seed=cfg.seed, reshuffle_each_iteration=not cached)
-        ds = _cache(_decode(ds, examples, cfg), examples, cfg, split)
+        ds = cache(_decode(ds, examples, cfg), examples, cfg, split, ("shuffled", cfg.seed) if shuffled else "in order")
         if training and (cached or examples.tfds is not None):
             ds = ds.shuffle(min(len(examples) or 1024, 1024), seed=cfg.seed + 1, reshuffle_each_iteration=True)
         ds = ds.batch(batch_size or cfg.batch_size)
@@ -230,7 +235,7 @@ def load_data(config: DataConfig, *, x: np.ndarray | None = None, y: np.ndarray 
             raise ValueError(f"empty class folder {empty[0]}: every class folder needs at least one image "
                              "(.jpg, .jpeg, .png, .bmp or .gif)")
     else:
-        by_split = {"train": csv_records(Path(argument))}
+        by_split = {"train": csv_records(Path(argument), config.csv_root)}
     return _from_records(config, by_split)
 
 
@@ -238,7 +243,7 @@ def _from_records(config: DataConfig, by_split: dict[str, Records]) -> DataBundl
     skipped: list[Skipped] = []
     clean = {}
     for split, records in by_split.items():
-        clean[split], bad = drop_bad_files(records)
+        clean[split], bad = drop_bad_files(records, max_pixels=config.max_pixels)
         skipped.extend(bad)
     multilabel = any(len(labels) > 1 for records in clean.values() for labels in records.labels)
     names = sorted({label for labels in clean["train"].labels for label in labels})
@@ -418,30 +423,3 @@ def _rgb(image):
     import tensorflow as tf
 
     return tf.image.grayscale_to_rgb(image) if image.shape[-1] == 1 else image
-
-
-def _cache_mode(split: _Split, config: DataConfig) -> str:
-    if config.cache != "auto":
-        return config.cache
-    if split.tfds is not None:
-        return "none"
-    height, width = config.image_size
-    return "memory" if len(split) * height * width * 3 < _MEMORY_CACHE_LIMIT else "disk"
-
-
-def _cache(ds, split: _Split, config: DataConfig, name: str):
-    mode = _cache_mode(split, config)
-    if mode == "none":
-        return ds
-    if mode == "memory":
-        return ds.cache()
-    import hashlib
-    import tempfile
-
-    # The cache file is named by what it holds, so a changed file list or size never reads a
-    # stale cache; TF only reuses a cache file that was completely written.
-    digest = hashlib.sha1(repr((split.paths, split.labels.tolist() if split.paths else len(split),
-                                config.image_size, config.resize, config.source)).encode()).hexdigest()[:16]
-    folder = Path(config.cache_dir or Path(tempfile.gettempdir()) / "keras_transfer_cache")
-    folder.mkdir(parents=True, exist_ok=True)
-    return ds.cache(str(folder / f"{name}_{digest}"))

@@ -1,8 +1,10 @@
 """Image records from folders and CSV files, checked before any training starts.
 
-A record is an image path and its labels. Every file is decoded once up front (in threads, at
-reduced size for big JPEGs): zero-byte files, text files named .jpg, truncated images and
-unreadable files are skipped and reported, so training never dies mid-epoch on one.
+A record is an image path and its labels. Every file is decoded once up front, by the decoder
+training uses (in threads, at reduced size for JPEGs): zero-byte files, text files named .jpg,
+truncated images, formats TensorFlow cannot decode (a TIFF named .png), images whose header
+declares more than `max_pixels`, and unreadable files are skipped and reported, so training
+never dies mid-epoch on one.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from keras_transfer.images import DEFAULT_MAX_PIXELS, ImageReadError, image_header
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+TRAINING_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")  # what tf.io.decode_image reads (PIL's names)
 SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "validation"), "test": ("test",)}
 CSV_COLUMNS = ("path", "label")
 
@@ -72,10 +77,18 @@ def folder_records(root: Path) -> tuple[dict[str, Records], list[str]]:
     return result, empty
 
 
-def csv_records(path: Path) -> Records:
-    """Read a CSV with a `path,label` header; paths relative to the CSV or absolute, labels `a|b`."""
+def csv_records(path: Path, root: str | os.PathLike | None = None) -> Records:
+    """Read a CSV with a `path,label` header; paths relative to the CSV or absolute, labels `a|b`.
+
+    With `root`, every path (relative or absolute, after resolving `..` and symlinks) must lie
+    inside that folder: a CSV from someone else cannot point training at `../../etc/passwd`. A
+    path outside it is a ValueError naming the line and the path.
+    """
     if not path.is_file():
         raise ValueError(f"CSV file {path} does not exist")
+    confine = Path(root).resolve() if root is not None else None
+    if confine is not None and not confine.is_dir():
+        raise ValueError(f"data.csv_root {root} does not exist or is not a folder")
     with path.open(newline="") as stream:
         reader = csv.DictReader(stream)
         columns = reader.fieldnames or []
@@ -92,6 +105,9 @@ def csv_records(path: Path) -> Records:
             labels = tuple(label.strip() for label in (row["label"] or "").split("|") if label.strip())
             if not row["path"] or not labels:
                 raise ValueError(f"{path}, line {line}: every row needs a path and at least one label")
+            if confine is not None and not image.resolve().is_relative_to(confine):
+                raise ValueError(f"{path}, line {line}: image path {row['path']!r} is outside "
+                                 f"data.csv_root {confine}")
             if not image.is_file():
                 raise ValueError(f"{path}, line {line}: image file {image} does not exist")
             records.paths.append(str(image))
@@ -101,29 +117,42 @@ def csv_records(path: Path) -> Records:
     return records
 
 
-def _check(path: str) -> str | None:
-    """Return why `path` cannot be used as an image, or None if it decodes."""
-    from PIL import Image, UnidentifiedImageError
+def check_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
+    """Return why `path` cannot be trained on, or None if the training decoder reads it.
+
+    The header's size is checked first (a decompression bomb is refused before any decoding),
+    then the file is decoded by TensorFlow's decoder, the one the pipeline uses: PIL reads TIFF,
+    WebP variants or damaged PNGs that TensorFlow refuses, and such a file would otherwise stop
+    training mid-epoch. JPEGs decode at 1/8 scale, which still reads every byte, so the pre-scan
+    stays cheap. Reasons are our own words, never a decoder's message (which may quote the file).
+    """
+    import tensorflow as tf
 
     try:
-        if os.path.getsize(path) == 0:
-            return "empty file (0 bytes)"
-        with Image.open(path) as image:
-            image.draft("RGB", (64, 64))  # JPEG: decode at 1/8 scale; truncation still raises
-            image.load()
+        header = image_header(path, max_pixels)
+    except ImageReadError as error:
+        return error.reason
+    try:
+        data = tf.io.read_file(path)
+        if header.format in ("JPEG", "MPO"):
+            tf.io.decode_jpeg(data, channels=3, ratio=8)
+        else:
+            tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
         return None
-    except PermissionError:
-        return "permission denied"
-    except UnidentifiedImageError:
-        return "not an image file"
-    except (OSError, SyntaxError, ValueError) as error:
-        return f"unreadable image ({error})"
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, tf.errors.UnimplementedError):
+        if header.format in TRAINING_FORMATS:
+            return f"unreadable image (truncated or corrupt {header.format} data)"
+        return (f"{header.format} image, which training cannot decode (it reads "
+                f"{', '.join(TRAINING_FORMATS)}); convert it, e.g. to PNG")
+    except tf.errors.OpError:
+        return "unreadable file"
 
 
-def drop_bad_files(records: Records, threads: int = 8) -> tuple[Records, list[Skipped]]:
+def drop_bad_files(records: Records, threads: int = 8,
+                   max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Records, list[Skipped]]:
     """Decode every file once; return the usable records and the skipped files with reasons."""
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        problems = list(pool.map(_check, records.paths))
+        problems = list(pool.map(lambda path: check_image(path, max_pixels), records.paths))
     keep = [i for i, problem in enumerate(problems) if problem is None]
     skipped = [Skipped(path, problem) for path, problem in zip(records.paths, problems) if problem is not None]
     return records.subset(keep), skipped
