@@ -27,7 +27,7 @@ CACHE_FEATURES = ("auto", "always", "never")
 HEAD_TYPES = ("dense", "logistic", "linear_svm", "knn")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 LR_SCALING = ("none", "linear")
-EXPORT_FORMATS = ("keras", "saved_model", "tflite")
+EXPORT_FORMATS = ("keras", "saved_model", "tflite", "onnx")
 
 
 class ConfigError(ValueError):
