@@ -44,7 +44,12 @@ def _test_split(run_dir: Path, data):
 
 def measure(run_dir: Path, model, data=None, repeats: int = 50) -> list[dict]:
     """Export every TFLite mode and ONNX for `run_dir`; return one row of figures per format."""
-    from keras_transfer.deploy import export_run, onnx_predict, tflite_interpreter, tflite_predict
+    from keras_transfer.deploy import (
+        export_run,
+        onnx_predict,
+        tflite_interpreter,
+        tflite_predict,
+    )
     from keras_transfer.deploy.parity import compare, keras_probabilities
 
     pixels, labels, data = _test_split(run_dir, data)

@@ -15,9 +15,16 @@ import sys
 from pathlib import Path
 
 from keras_transfer.cli_util import run_cli
+
 # The names this module held before the library moved to keras_transfer.deploy still import from here.
-from keras_transfer.deploy import (export_keras, export_run, export_saved_model, export_tflite,  # noqa: F401
-                                   inference_model, tflite_parity)
+from keras_transfer.deploy import (  # noqa: F401
+    export_keras,
+    export_run,
+    export_saved_model,
+    export_tflite,
+    inference_model,
+    tflite_parity,
+)
 from keras_transfer.deploy.runs import FORMATS
 from keras_transfer.deploy.tflite import TFLITE_MODES
 

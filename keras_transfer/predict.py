@@ -58,8 +58,13 @@ def _show(prediction, as_json: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Predict each image and print its top classes; return 1 if any file failed, else 0."""
-    from keras_transfer.deploy import (expand_image_paths, imagenet_classifier, load_classifier, predict_arrays,
-                                       predict_paths)
+    from keras_transfer.deploy import (
+        expand_image_paths,
+        imagenet_classifier,
+        load_classifier,
+        predict_arrays,
+        predict_paths,
+    )
 
     args = _parser().parse_args(argv)
     if not args.images and not args.demo:

@@ -74,5 +74,5 @@ def test_a_run_directory_without_an_export_uses_its_model_keras(run_dir, tmp_pat
 def test_a_folder_without_a_model_is_one_line_and_exit_2(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     image = save_digits(tmp_path / "images", n=1)[0]
-    status, out, err = _predict(capsys, "--model", tmp_path / "empty", image)
+    status, _, err = _predict(capsys, "--model", tmp_path / "empty", image)
     assert status == 2 and err.startswith("error: ") and err.count("\n") == 1 and "holds no model" in err

@@ -14,7 +14,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_transfer.deploy import export_keras, export_run, export_saved_model, tflite_interpreter
+from keras_transfer.deploy import (
+    export_keras,
+    export_run,
+    export_saved_model,
+    tflite_interpreter,
+)
 from tests.deploy_fixtures import DIGITS, digit_images, save_digits, train_tiny_run
 
 
@@ -33,7 +38,7 @@ def exported(trained_run):
 
 
 def _python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=False, capture_output=True, text=True, timeout=300)
 
 
 def test_saved_model_serves_images_and_bytes_in_a_fresh_process_without_our_code(trained_run, tmp_path):
@@ -110,7 +115,7 @@ def test_keras_export_round_trips_with_identical_predictions(trained_run, tmp_pa
 
 
 def test_every_tflite_mode_and_onnx_report_their_parity_with_keras(trained_run, exported):
-    written, lines = exported
+    _, lines = exported
     report = json.loads((trained_run.run_dir / "export" / "export_report.json").read_text())
     assert {"saved_model", "keras", "tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8",
             "onnx"} <= set(report)
@@ -211,7 +216,7 @@ def test_a_failed_export_leaves_nothing_behind(trained_run, tmp_path, monkeypatc
 def test_export_and_predict_clis_label_images_in_every_format_and_survive_a_broken_file(trained_run, tmp_path):
     exported = subprocess.run([sys.executable, "-m", "keras_transfer.export", "--run", str(trained_run.run_dir),
                                "--format", "saved_model,keras,tflite,onnx", "--tflite", "float32,int8"],
-                              capture_output=True, text=True, timeout=300)
+                              check=False, capture_output=True, text=True, timeout=300)
     assert exported.returncode == 0, exported.stderr[-3000:]
     assert "TFLite int8" in exported.stdout and "ONNX" in exported.stdout
     folder = trained_run.run_dir / "export"
@@ -219,7 +224,7 @@ def test_export_and_predict_clis_label_images_in_every_format_and_survive_a_brok
     (tmp_path / "broken.png").write_bytes(b"\x89PNG but not really")
     for model in ("saved_model", "model.keras", "model_float32.tflite", "model_int8.tflite", "model.onnx"):
         done = subprocess.run([sys.executable, "-m", "keras_transfer.predict", "--model", str(folder / model),
-                               str(tmp_path / "broken.png"), *files], capture_output=True, text=True, timeout=300)
+                               str(tmp_path / "broken.png"), *files], check=False, capture_output=True, text=True, timeout=300)
         assert done.returncode == 1, done.stderr[-3000:]
         assert "broken.png" in done.stderr and "Traceback" not in done.stderr
         printed = [line for line in done.stdout.splitlines() if line.startswith(str(tmp_path))]

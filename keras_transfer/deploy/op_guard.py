@@ -104,7 +104,7 @@ def check_saved_model(path: str | os.PathLike) -> None:
     denied = denied_ops()
     bad = sorted(op for op in reached if op in denied)
     if bad:
-        where = sorted(reached[bad[0]])[0]
+        where = min(reached[bad[0]])
         raise UnsafeModelError(f"{path}: refusing to run this SavedModel: {where} calls {', '.join(bad)} "
                                "(file-system or process ops); only tensor computations are allowed")
     bad = sorted(op for op in anywhere if op in denied and not _CHECKPOINT_OPS.match(op))

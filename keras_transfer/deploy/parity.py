@@ -19,7 +19,7 @@ def two_way(probabilities: np.ndarray) -> np.ndarray:
 def compare(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
     """Max absolute probability gap and top-1 agreement of `candidate` against `reference` ([N, C] each)."""
     reference, candidate = two_way(reference), two_way(candidate)
-    return {"images": int(len(reference)), "max_abs_diff": float(np.abs(reference - candidate).max()),
+    return {"images": len(reference), "max_abs_diff": float(np.abs(reference - candidate).max()),
             "top1_agreement": float((reference.argmax(-1) == candidate.argmax(-1)).mean())}
 
 

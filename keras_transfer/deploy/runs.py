@@ -56,7 +56,12 @@ def export_run(run_dir: str | os.PathLike, formats: Sequence[str] = ("saved_mode
     with `labels.txt` and `export_report.json`.
     """
     from keras_transfer.config import load_config
-    from keras_transfer.files import atomic_write_text, make_dir, read_labels, write_labels
+    from keras_transfer.files import (
+        atomic_write_text,
+        make_dir,
+        read_labels,
+        write_labels,
+    )
 
     run_dir = Path(run_dir)
     formats, tflite_modes = check_formats(formats), check_tflite_modes(tflite_modes)
@@ -70,7 +75,10 @@ def export_run(run_dir: str | os.PathLike, formats: Sequence[str] = ("saved_mode
     write_labels(out / "labels.txt", class_names)  # for .keras and .tflite
     written, report = {}, {}
     if "saved_model" in formats:
-        from keras_transfer.deploy.saved_model import export_saved_model, next_version_dir
+        from keras_transfer.deploy.saved_model import (
+            export_saved_model,
+            next_version_dir,
+        )
 
         written["saved_model"] = export_saved_model(model, next_version_dir(out / "saved_model"), class_names,
                                                     resize=config.data.resize)

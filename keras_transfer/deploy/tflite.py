@@ -78,7 +78,9 @@ def export_tflite(model, path: str | os.PathLike, *, mode: str = "float32",
 
 def tflite_interpreter(path: str | os.PathLike, *, threads: int | None = None):
     """A LiteRT interpreter for an exported model, set up for one image at a time."""
-    from ai_edge_litert.interpreter import Interpreter  # tf.lite.Interpreter is deprecated
+    from ai_edge_litert.interpreter import (
+        Interpreter,  # tf.lite.Interpreter is deprecated
+    )
 
     interpreter = Interpreter(model_path=str(path), num_threads=threads)
     inp = interpreter.get_input_details()[0]
