@@ -6,12 +6,13 @@ top-1 agreement and max probability gap against the Keras model on the test spli
 trains the default run (EfficientNet-Lite0 on the digits, `keras_transfer/configs/default.yaml`)
 into a temporary folder first; `--run DIR` uses a finished run instead.
 
-    nice -n 5 python benchmarks/bench_tflite.py [--run DIR] [--set training.stages.1.epochs=2] [--repeats 50]
+    nice -n 5 python benchmarks/bench_tflite.py [--run DIR] [--set training.stages.1.epochs=2] [--repeats 100] [--output-dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -20,15 +21,23 @@ from pathlib import Path
 import numpy as np
 
 
-def _latency_ms(call, image: np.ndarray, repeats: int) -> float:
-    for _ in range(5):  # warm-up: first invokes allocate and pick kernels
-        call(image)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call(image)
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+def _latencies_ms(calls: dict[str, object], image: np.ndarray, repeats: int, rounds: int = 5) -> dict[str, float]:
+    """Median milliseconds per single-image call of each callable, measured round-robin.
+
+    The CPU is shared, so the formats take turns in `rounds` rounds: a burst of load elsewhere
+    falls on all of them alike instead of on whichever ran at that moment.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for call in calls.values():
+        for _ in range(5):  # warm-up: first invokes allocate and pick kernels
+            call(image)
+    for _ in range(rounds):
+        for name, call in calls.items():
+            for _ in range(max(1, repeats // rounds)):
+                start = time.perf_counter()
+                call(image)
+                samples[name].append(time.perf_counter() - start)
+    return {name: 1000 * statistics.median(times) for name, times in samples.items()}
 
 
 def _test_split(run_dir: Path, data):
@@ -42,7 +51,7 @@ def _test_split(run_dir: Path, data):
     return np.concatenate(xs), (labels.argmax(-1) if labels.ndim > 1 else labels), data
 
 
-def measure(run_dir: Path, model, data=None, repeats: int = 50) -> list[dict]:
+def measure(run_dir: Path, model, data=None, repeats: int = 100) -> list[dict]:
     """Export every TFLite mode and ONNX for `run_dir`; return one row of figures per format."""
     from keras_transfer.deploy import (
         export_run,
@@ -60,8 +69,8 @@ def measure(run_dir: Path, model, data=None, repeats: int = 50) -> list[dict]:
 
     keras_call = tf.function(lambda x: model(x, training=False))  # a traced graph, as served; not eager
     rows = [{"format": "Keras (reference, tf.function)", "bytes": written["keras"].stat().st_size,
-             "accuracy": float((reference.argmax(-1) == labels).mean()), "agreement": 1.0, "gap": 0.0,
-             "ms_1": _latency_ms(lambda x: keras_call(tf.constant(x)), pixels[:1], repeats), "ms_2": None}]
+             "accuracy": float((reference.argmax(-1) == labels).mean()), "agreement": 1.0, "gap": 0.0, "ms_2": None}]
+    calls = {"Keras (reference, tf.function)/1": lambda x: keras_call(tf.constant(x))}
     for mode in ("float32", "float16", "dynamic", "int8"):
         path = written[f"tflite_{mode}"]
         probabilities = tflite_predict(path, pixels)
@@ -69,7 +78,7 @@ def measure(run_dir: Path, model, data=None, repeats: int = 50) -> list[dict]:
                                                                                  probabilities, labels)}
         for threads in (1, 2):
             interpreter = tflite_interpreter(path, threads=threads)
-            row[f"ms_{threads}"] = _latency_ms(lambda x, i=interpreter: tflite_predict(i, x), pixels[:1], repeats)
+            calls[f"{row['format']}/{threads}"] = lambda x, i=interpreter: tflite_predict(i, x)
         rows.append(row)
     path = written["onnx"]
     probabilities = onnx_predict(path, pixels)
@@ -81,8 +90,11 @@ def measure(run_dir: Path, model, data=None, repeats: int = 50) -> list[dict]:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        row[f"ms_{threads}"] = _latency_ms(lambda x, s=session: onnx_predict(s, x), pixels[:1], repeats)
+        calls[f"{row['format']}/{threads}"] = lambda x, s=session: onnx_predict(s, x)
     rows.append(row)
+    for name, ms in _latencies_ms(calls, pixels[:1], repeats).items():
+        fmt, threads = name.rsplit("/", 1)
+        next(r for r in rows if r["format"] == fmt)[f"ms_{threads}"] = ms
     return rows
 
 
@@ -106,7 +118,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", type=Path, default=None, help="a finished run (default: train the default run)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override for training")
-    parser.add_argument("--repeats", type=int, default=50, help="timed single-image calls per format and thread count")
+    parser.add_argument("--repeats", type=int, default=100, help="timed single-image calls per format and thread count")
+    parser.add_argument("--output-dir", type=Path, default=None, help="keep the trained run here (default: a temporary folder)")
     args = parser.parse_args()
     import keras
 
@@ -120,13 +133,14 @@ def main() -> None:
             from keras_transfer.training import run
 
             start = time.perf_counter()
-            result = run(load_config(default_config_path(), args.overrides), Path(folder) / "run", log=lambda _: None)
+            target = args.output_dir or Path(folder) / "run"
+            result = run(load_config(default_config_path(), args.overrides), target, log=lambda _: None)
             print(f"trained the default run in {time.perf_counter() - start:.0f} s")
             run_dir, model, data = result.run_dir, result.model, result.data
         else:
             run_dir, model = args.run, keras.saving.load_model(args.run / "model.keras", safe_mode=True)
         rows = measure(run_dir, model, data, args.repeats)
-    print(f"{rows[1]['images']} test images")
+    print(f"{rows[1]['images']} test images; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(_table(rows))
 
 
