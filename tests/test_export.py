@@ -201,6 +201,27 @@ def test_a_read_only_export_folder_is_refused_before_writing(trained_run, tmp_pa
         export_run(run_dir, ["saved_model"], model=trained_run.model)
 
 
+def test_a_read_only_file_system_is_one_line_and_exit_2_before_writing(trained_run, tmp_path, capsys, monkeypatch):
+    import errno
+    import shutil
+    import tempfile
+
+    from keras_transfer.cli_util import run_cli
+    from keras_transfer.export import main
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run.run_dir, run_dir, ignore=shutil.ignore_patterns("export"))
+
+    def read_only(*args, **kwargs):  # what a read-only mount answers, even to root
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    assert run_cli(lambda: main(["--run", str(run_dir), "--format", "saved_model,keras"])) == 2
+    err = capsys.readouterr().err
+    assert "is not writable (Read-only file system)" in err and err.count("\n") == 1
+    assert not (run_dir / "export").exists()
+
+
 def test_a_failed_export_leaves_nothing_behind(trained_run, tmp_path, monkeypatch):
     import tensorflow as tf
 
