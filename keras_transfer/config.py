@@ -30,7 +30,7 @@ CACHE_FEATURES = ("auto", "always", "never")
 HEAD_TYPES = ("dense", "logistic", "linear_svm", "knn")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 LR_SCALING = ("none", "linear")
-EXPORT_FORMATS = ("keras", "saved_model", "tflite")
+EXPORT_FORMATS = ("keras", "saved_model", "tflite", "onnx")
 # What Keras logs per epoch for our losses and metrics (accuracy, or mae for regression).
 MONITORS = tuple(prefix + name for prefix in ("val_", "") for name in ("loss", "accuracy", "mae"))
 

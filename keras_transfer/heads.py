@@ -131,3 +131,12 @@ def _keep_source_top(backbone: keras.Model, num_classes: int) -> keras.Model:
         # The kept classifier is the head block: name it so, as build_classifier's heads are.
         top.name = f"head_{top.name}"
     return keras.Model(backbone.input, backbone.output, name=f"{backbone.name}_classifier")
+
+
+def inference_model(model: keras.Model) -> keras.Model:
+    """An uncompiled twin of `model` sharing its layers and weights: what saving and deployment need.
+
+    Saving it leaves the training state (optimizer, loss, per-block rates) out of the file, so a
+    `.keras` file reloads with plain `keras.saving.load_model`. The one place this twin is built.
+    """
+    return keras.Model(model.input, model.output, name=model.name)

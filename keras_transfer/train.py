@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run(config, run_dir, resume=args.resume)
     extra = [fmt for fmt in config.export.formats if fmt != "keras"]  # model.keras is always written
     if extra and result.chief:  # only the chief of a multi-worker run writes
-        from keras_transfer.export import export_run
+        from keras_transfer.deploy import export_run
 
         export_run(run_dir, extra, model=result.model, data=result.data)
     return 0

@@ -78,7 +78,7 @@ TensorFlow."""),
         ("code", """\
 import tensorflow as tf
 
-from keras_transfer.export import export_saved_model
+from keras_transfer.deploy import export_saved_model
 
 saved = export_saved_model(result.model, work / "saved_model", result.data.class_names)
 served = tf.saved_model.load(str(saved)).signatures["serving_default"]
@@ -301,7 +301,7 @@ config = from_dict({
 })
 result = run_feature_classifier(config, work / "run")"""),
         ("code", """\
-from keras_transfer.export import export_run
+from keras_transfer.deploy import export_run
 
 written = export_run(result.run_dir, ["saved_model", "tflite"], tflite_modes=["float32"],
                      model=result.model, data=result.data)"""),
@@ -330,7 +330,7 @@ print("served:", served)
 print("truth: ", truth)"""),
         ("md", "## TFLite parity"),
         ("code", """\
-from keras_transfer.export import tflite_parity
+from keras_transfer.deploy import tflite_parity
 
 parity = tflite_parity(result.model, written["tflite_float32"], images.numpy())
 print(parity)

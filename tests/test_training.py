@@ -238,7 +238,7 @@ def test_default_config_run_produces_every_file(tmp_path):
                     "--set", "training.stages.1.epochs=1", "--set", "export.formats=[keras,saved_model,tflite]")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "test accuracy:" in done.stdout and "TFLite float32" in done.stdout
-    assert (out / "export" / "saved_model" / "saved_model.pb").is_file()
+    assert (out / "export" / "saved_model" / "1" / "saved_model.pb").is_file()
     assert (out / "export" / "model_float32.tflite").is_file()
     for name in ("config.yaml", "history.json", "metrics.json", "labels.txt", "model.keras", "data_report.json",
                  "plots/training_curves.png", "plots/confusion_matrix.png"):

@@ -24,7 +24,7 @@ from keras_transfer.backbones import build_backbone
 from keras_transfer.config import RunConfig, StageConfig, to_dict
 from keras_transfer.data import DataBundle, load_data
 from keras_transfer.freeze import resolve_trainable
-from keras_transfer.heads import HeadSpec, build_classifier
+from keras_transfer.heads import HeadSpec, build_classifier, inference_model
 from keras_transfer.files import atomic_file, atomic_write_text, claimed_folder, write_labels
 from keras_transfer.training.checkpoint import Checkpointer
 from keras_transfer.training.distribute import Placement, make_strategy, prepare_for_fit
@@ -320,7 +320,7 @@ def write_results(run_dir: Path, model: keras.Model, data: DataBundle, metrics: 
 def _save_model(model: keras.Model, path: Path) -> None:
     # An uncompiled twin sharing the weights: the file holds the model, not the last stage's
     # optimizer, so it reloads with plain keras.saving.load_model.
-    atomic_file(path, keras.Model(model.input, model.output, name=model.name).save)
+    atomic_file(path, inference_model(model).save)
 
 
 def _log_data(data: DataBundle, log: Callable[[str], None]) -> None:
