@@ -28,7 +28,7 @@ def mirrored(out: Path) -> dict:
     from keras_transfer.config import from_dict
     from keras_transfer.data import load_data
     from keras_transfer.training import build_model, run
-    from tests.test_training import tiny_config
+    from tests.support import tiny_config
 
     stages = [{"name": "head", "train": "head", "epochs": 3, "learning_rate": 0.01},
               {"name": "all", "train": "all", "epochs": 3, "learning_rate": 0.5, "optimizer": "sgd"}]

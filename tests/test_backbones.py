@@ -51,7 +51,21 @@ def _assert_blocks_cover_weighted_layers_once(model, blocks):
     assert sorted(map(id, in_blocks)) == sorted(map(id, weighted)), "each weighted layer in exactly one block"
 
 
-@pytest.mark.parametrize("name", sorted(FAMILIES))
+def _one_per_block_rule() -> list:
+    """Every family, with all but the first of each block rule marked `slow`.
+
+    The block rule is what this test checks; families that share one (ResNet50/101/152, the
+    EfficientNets) differ only in depth. `pytest -m slow` (or `-m ""`) runs the other families too.
+    """
+    seen, params = set(), []
+    for name, family in FAMILIES.items():
+        rule = repr(family.blocks).replace(name, "<family>")  # ConvNeXt rules differ only by prefix
+        params.append(pytest.param(name, marks=[pytest.mark.slow] if rule in seen else []))
+        seen.add(rule)
+    return params
+
+
+@pytest.mark.parametrize("name", _one_per_block_rule())
 def test_family_cuts_at_a_mid_network_layer_like_keras_applications(name):
     family = FAMILIES[name]
     shape = (family.min_size, family.min_size, 3)

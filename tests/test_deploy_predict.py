@@ -11,7 +11,7 @@ import pytest
 from keras_transfer.cli_util import run_cli
 from keras_transfer.deploy import export_run
 from keras_transfer.predict import main
-from tests.deploy_fixtures import DIGITS, png_bomb, save_digits, train_tiny_run
+from tests.support import DIGITS, png_bomb, save_digits, train_tiny_run
 
 
 @pytest.fixture(scope="module")

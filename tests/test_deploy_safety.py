@@ -14,7 +14,7 @@ from PIL import Image
 from keras_transfer.cli_util import run_cli
 from keras_transfer.deploy import check_saved_model, denied_ops, export_saved_model
 from keras_transfer.predict import main as predict_main
-from tests.deploy_fixtures import save_digits
+from tests.support import save_digits
 
 
 def _crafted_saved_model(folder, target, nested: bool):
@@ -96,7 +96,7 @@ def test_serve_bytes_refuses_a_real_png_bomb_at_the_default_limit_without_decodi
 
     import keras
 
-    from tests.deploy_fixtures import png_bomb
+    from tests.support import png_bomb
 
     inputs = keras.Input((8, 8, 3))
     model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inputs)))

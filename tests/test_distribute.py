@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_training import tiny_config
+from tests.support import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 _ENTRY = ["-m", "keras_transfer.train"]

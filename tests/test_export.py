@@ -20,7 +20,7 @@ from keras_transfer.deploy import (
     export_saved_model,
     tflite_interpreter,
 )
-from tests.deploy_fixtures import DIGITS, digit_images, save_digits, train_tiny_run
+from tests.support import DIGITS, digit_images, save_digits, train_tiny_run
 
 
 @pytest.fixture(scope="module")

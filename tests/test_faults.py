@@ -15,7 +15,7 @@ import pytest
 from keras_transfer.config import ConfigError, default_config_path, from_dict, load_config
 from keras_transfer.files import FolderBusyError, atomic_folder, atomic_write_text, claimed_folder
 from keras_transfer.training.checkpoint import Checkpointer
-from tests.test_training import _two_layer_model, tiny_config
+from tests.support import tiny_config, two_layer_model
 
 
 def _state(epoch: int) -> dict:
@@ -24,7 +24,7 @@ def _state(epoch: int) -> dict:
 
 @pytest.mark.parametrize("damage", ["truncated model.npz", "truncated optimizer.npz", "empty state.json"])
 def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_intact_one(tmp_path, damage):
-    model = _two_layer_model()
+    model = two_layer_model()
     optimizer = keras.optimizers.Adam()
     optimizer.build(model.trainable_variables)
     saver = Checkpointer(tmp_path / "ckpt")
@@ -42,7 +42,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_intact_one(tmp_p
 
 def test_when_every_checkpoint_is_damaged_resume_says_how_to_start_over(tmp_path):
     saver = Checkpointer(tmp_path / "ckpt")
-    newest = saver.save(_two_layer_model(), None, _state(1))
+    newest = saver.save(two_layer_model(), None, _state(1))
     (newest / "state.json").write_text("")
     with pytest.raises(RuntimeError, match="no intact checkpoint.*without --resume"):
         saver.latest(lambda line: None)
@@ -147,7 +147,7 @@ def test_written_files_and_folders_follow_the_umask(tmp_path):
     try:
         text = atomic_write_text(tmp_path / "a.json", "{}")
         folder = atomic_folder(tmp_path / "export", lambda tmp: (tmp.mkdir(), (tmp / "x").write_text("1")))
-        checkpoint = Checkpointer(tmp_path / "ckpt").save(_two_layer_model(), None, _state(1))
+        checkpoint = Checkpointer(tmp_path / "ckpt").save(two_layer_model(), None, _state(1))
     finally:
         os.umask(old)
     assert stat.S_IMODE(text.stat().st_mode) == 0o644

@@ -12,7 +12,7 @@ import yaml
 from keras_transfer.backbones import build_backbone
 from keras_transfer.data import DataConfig, load_data
 from keras_transfer.features import classifier_model, extract_features, feature_layers, fit_classifier
-from tests.test_training import tiny_source
+from tests.support import tiny_source
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import yaml
 
 from keras_transfer.features.advisor import BN_SHIFT_LIMIT, PROBE_MARGIN, SMALL_PER_CLASS, bn_shift, place
 from keras_transfer.features.layer_probe import ProbeResult, ProbeRow
-from tests.test_training import tiny_source
+from tests.support import tiny_source
 
 
 def _config(tmp_path: Path, backbone: Path | None = None, **data) -> Path:

@@ -57,15 +57,22 @@ def test_source_classifier_can_be_kept_when_labels_are_the_same(saved_source):
 
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
 def test_source_model_with_a_lambda_layer_is_refused_in_safe_mode(tmp_path, suffix):
-    marker = tmp_path / "ran"
+    marker = str(tmp_path / "ran")
+    # The payload touches `marker` whenever the Lambda is traced, which loading a model does.
+    def touching(m):
+        return lambda t: (__import__("pathlib").Path(m).touch(), t * 2.0)[1]
+
+    payload = keras.layers.Lambda(touching(marker))
     inputs = keras.Input((8, 8, 3))
-    x = keras.layers.Lambda(lambda t: t * 2.0)(inputs)
-    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(payload(inputs))))
     path = tmp_path / f"lambda{suffix}"
     model.save(path)
+    (tmp_path / "ran").unlink()  # building the model above ran the payload once
     with pytest.raises(ValueError, match="refusing to load .*Lambda"):
         build_backbone(path)
-    assert not marker.exists()
+    assert not (tmp_path / "ran").exists(), "the payload ran during a refused load"
+    keras.saving.load_model(path, safe_mode=False)  # the same file, loaded unsafely...
+    assert (tmp_path / "ran").exists(), "...does run the payload, so the check above could fail"
 
 
 def test_source_model_errors_name_the_file(tmp_path):

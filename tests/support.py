@@ -1,4 +1,8 @@
-"""Small data the deployment tests share: a tiny trained run and images written to disk."""
+"""What the tests share: tiny models and configs, a tiny trained run, and images written to disk.
+
+Plain functions, not a test module, so that test modules never import from each other and
+subprocess helpers (tests/distributed_runs.py) can use them too; tests/conftest.py wraps the
+expensive ones in fixtures."""
 
 from __future__ import annotations
 
@@ -6,12 +10,40 @@ import struct
 import zlib
 from pathlib import Path
 
+import keras
 import numpy as np
 from PIL import Image
 
 from keras_transfer.config import from_dict
 from keras_transfer.training import run
-from tests.test_training import tiny_config
+
+def tiny_source(path: Path) -> Path:
+    """A small CNN for 16x16 images saved as a .keras source model: blocks conv1, conv2, conv3."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Rescaling(1 / 255.0, name="scale")(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(x)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="conv2")(x)
+    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu", name="conv3")(x)
+    keras.Model(inputs, x, name="tiny").save(path)
+    return path
+
+
+def tiny_config(tmp_path: Path, stages, **data) -> dict:
+    return {
+        "data": {"source": "digits", "image_size": [16, 16], "batch_size": 32, "augment": [], **data},
+        "model": {"backbone": str(tiny_source(tmp_path / "tiny.keras")), "head": {"dropout": 0.0}},
+        "training": {"stages": stages},
+    }
+
+
+def two_layer_model():
+    """Two stacked Dense layers (`bottom`, `top`) on 4 inputs, seeded: the smallest model with two blocks."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Dense(2, name="top")(keras.layers.Dense(3, name="bottom")(inputs))
+    return keras.Model(inputs, outputs)
+
 
 DIGITS = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]
 
