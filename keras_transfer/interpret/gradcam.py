@@ -82,6 +82,11 @@ class GradCAM:
                     if self._dense.use_bias:
                         outputs = outputs + tf.cast(self._dense.bias, tf.float32)
                 outputs = tf.cast(outputs, tf.float32)
+                # A negative class means "the predicted one": decided in the same pass, not a second forward.
+                predicted = (tf.cast(outputs[:, 0] >= 0, tf.int32) if outputs.shape[-1] == 1 and self._dense is not None
+                             else tf.cast(outputs[:, 0] >= 0.5, tf.int32) if outputs.shape[-1] == 1
+                             else tf.argmax(outputs, axis=-1, output_type=tf.int32))
+                classes = tf.where(classes < 0, predicted, classes)
                 if outputs.shape[-1] == 1:  # binary: one sigmoid unit; the evidence for class 0 is -logit
                     score = tf.where(tf.equal(classes, 1), outputs[:, 0], -outputs[:, 0])
                 else:
@@ -103,7 +108,7 @@ class GradCAM:
 
         images = tf.convert_to_tensor(np.asarray(images, dtype=np.float32))
         if classes is None:
-            classes = predicted_classes(np.asarray(self.model(images, training=False)))
+            classes = np.full(len(images), -1)
         cams = self._maps(images, tf.convert_to_tensor(np.asarray(classes, dtype=np.int32)))
         size = tuple(int(d) for d in images.shape[1:3])
         return tf.image.resize(cams[..., None], size, method="bilinear")[..., 0].numpy()
