@@ -282,3 +282,19 @@ def test_visualize_draws_one_row_per_block(tiny_run, tmp_path, capsys):
     assert "conv1: receptive field 3x3 px, stride 1" in printed
     assert "conv2: receptive field 5x5 px, stride 2" in printed
     assert out.stat().st_size > 1000
+
+
+def test_a_solution_two_knn_run_gets_its_report_but_no_gradcam(tmp_path, capsys):
+    import yaml
+
+    from keras_transfer.train import main as train
+
+    raw = {"data": {"source": "digits", "image_size": [16, 16], "augment": [], "few_shot": 20},
+           "model": {"backbone": str(_tiny_source(tmp_path / "tiny.keras")), "head": {"type": "knn"}}}
+    (tmp_path / "knn.yaml").write_text(yaml.safe_dump(raw))
+    run_dir = tmp_path / "run"
+    assert train(["--config", str(tmp_path / "knn.yaml"), "--output-dir", str(run_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert "no Grad-CAM plot:" in printed and "(a kNN head?)" in printed
+    assert (run_dir / "report.html").is_file() and (run_dir / "mistakes.csv").is_file()
+    assert not (run_dir / "plots" / "gradcam.png").exists()

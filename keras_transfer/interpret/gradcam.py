@@ -51,6 +51,10 @@ def feature_layer(model: keras.Model, block: str | None = None) -> keras.layers.
     raise ValueError(unknown_name_message("block or layer", block, [*blocks, *names], where=model.name))
 
 
+class NoGradientError(ValueError):
+    """The model's score does not depend differentiably on the feature maps (e.g. a kNN head)."""
+
+
 class GradCAM:
     """A reusable Grad-CAM for one model and feature layer: `cam(images, classes)` -> heat maps.
 
@@ -72,7 +76,9 @@ class GradCAM:
         top = self._dense.input if self._dense is not None else model.output
         self._both = keras.Model(model.inputs, [self.layer.output, top], name="gradcam")
 
-        @tf.function(reduce_retracing=True)
+        # No autograph: the branches below are on static shapes, and an error raised while tracing
+        # (NoGradientError) should reach the caller as itself.
+        @tf.function(reduce_retracing=True, autograph=False)
         def maps(images, classes):
             with tf.GradientTape() as tape:
                 features, outputs = self._both(images, training=False)
@@ -92,6 +98,9 @@ class GradCAM:
                 else:
                     score = tf.gather(outputs, classes, batch_dims=1)
             grads = tape.gradient(score, features)
+            if grads is None:
+                raise NoGradientError(f"{model.name!r}'s output has no gradient with respect to {self.layer.name!r} "
+                                      "(a kNN head?): Grad-CAM needs a differentiable classifier")
             weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
             cam = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))
             peak = tf.reduce_max(cam, axis=(1, 2), keepdims=True)

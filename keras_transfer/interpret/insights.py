@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from keras_transfer.interpret.gradcam import GradCAM, plot_gradcam
+from keras_transfer.interpret.gradcam import GradCAM, NoGradientError, plot_gradcam
 from keras_transfer.interpret.mistakes import Predictions, collect_predictions, write_error_analysis
 from keras_transfer.interpret.report_html import write_report_html
 
@@ -64,7 +64,10 @@ def write_run_insights(run_dir: str | Path, model, data, metrics: dict[str, Any]
         paths = data.splits[split].paths
         predictions = collect_predictions(model, data.dataset(split, training=False), paths=paths)
         summary.update(write_error_analysis(predictions, data.class_names, run_dir, split=split))
-        write_gradcam_plot(model, predictions, data.class_names, run_dir / "plots" / "gradcam.png")
+        try:
+            write_gradcam_plot(model, predictions, data.class_names, run_dir / "plots" / "gradcam.png")
+        except NoGradientError as error:  # a kNN head: the run is fine, there is just no map to draw
+            log(f"no Grad-CAM plot: {error}")
     write_report_html(run_dir)
     summary["seconds"] = round(time.perf_counter() - started, 3)
     if split is not None:
