@@ -58,11 +58,13 @@ class NoGradientError(ValueError):
 class GradCAM:
     """A reusable Grad-CAM for one model and feature layer: `cam(images, classes)` -> heat maps.
 
-    Build it once and call it on many batches: the gradient computation is traced once as a
-    `tf.function`. Images are raw pixels in [0, 255], as the toolkit's models take them.
+    Images are raw pixels in [0, 255], as the toolkit's models take them. `compiled=True` traces
+    the gradient computation once as a `tf.function`: worth it for many batches (measured on Lite0:
+    0.8 s per 16 images at 224x224 after the trace), not for one (the trace costs more than an
+    eager pass, so eager is the default).
     """
 
-    def __init__(self, model: keras.Model, block: str | None = None):
+    def __init__(self, model: keras.Model, block: str | None = None, *, compiled: bool = False):
         import tensorflow as tf
 
         self.model = model
@@ -76,9 +78,6 @@ class GradCAM:
         top = self._dense.input if self._dense is not None else model.output
         self._both = keras.Model(model.inputs, [self.layer.output, top], name="gradcam")
 
-        # No autograph: the branches below are on static shapes, and an error raised while tracing
-        # (NoGradientError) should reach the caller as itself.
-        @tf.function(reduce_retracing=True, autograph=False)
         def maps(images, classes):
             with tf.GradientTape() as tape:
                 features, outputs = self._both(images, training=False)
@@ -106,7 +105,9 @@ class GradCAM:
             peak = tf.reduce_max(cam, axis=(1, 2), keepdims=True)
             return cam / tf.maximum(peak, 1e-12)
 
-        self._maps = maps
+        # No autograph: the branches in `maps` are on static shapes, and an error raised while
+        # tracing (NoGradientError) should reach the caller as itself.
+        self._maps = tf.function(maps, reduce_retracing=True, autograph=False) if compiled else maps
 
     def __call__(self, images: np.ndarray, classes: Sequence[int] | None = None) -> np.ndarray:
         """Heat maps [N, H, W] in [0, 1] at the images' size, one per image.

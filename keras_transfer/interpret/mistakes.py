@@ -60,16 +60,18 @@ def two_column(outputs: np.ndarray) -> np.ndarray:
 
 
 def collect_predictions(model, dataset, *, keep: int = 16, paths: Sequence[str] | None = None,
-                        predict=None) -> Predictions:
+                        predict=None, compiled: bool = False) -> Predictions:
     """Run `model` (or `predict(x)`, e.g. test-time augmentation) over a (pixels, labels) dataset.
 
     Keeps the pixels (uint8) of the `keep` highest-loss mistakes and the `keep` most confident
     correct examples, for the mistakes grid and the Grad-CAM plot; everything else is dropped as
-    the pass goes, so memory does not grow with the split.
+    the pass goes, so memory does not grow with the split. `compiled=True` traces the forward
+    pass as a `tf.function`: faster for large splits, slower below about a thousand images,
+    where the trace costs more than it saves.
     """
     from keras_transfer.training.feature_cache import compiled_forward
 
-    step = predict or compiled_forward(model)
+    step = predict or (compiled_forward(model) if compiled else (lambda x: model(x, training=False)))
     worst: list[tuple[float, int, np.ndarray]] = []  # min-heaps of (score, index, pixels)
     best: list[tuple[float, int, np.ndarray]] = []
     probabilities, labels, seen = [], [], 0
