@@ -11,6 +11,7 @@ field (Zeiler & Fergus, 2014, Fig. 2 style): edges and colours below, object par
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -49,8 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         _, config = config_from_args(args)
         m = config.model
         model = build_backbone(m.backbone, weights=m.weights, input_shape=(*config.data.image_size, 3), cut_at=m.cut_at)
-    data = load_data(config.data)
-    patches = top_patches(model, data.dataset(args.split, training=False), channels=args.channels,
+    # Shuffled (seeded) but not augmented: --images from every class, not the first class folders.
+    data = load_data(dataclasses.replace(config.data, augment=()))
+    patches = top_patches(model, data.dataset(args.split, training=True), channels=args.channels,
                           per_channel=args.patches, max_images=args.images)
     fields = receptive_fields(model)
     by_block = {name: fields[layer.name] for name, layer in block_outputs(model)}
