@@ -305,3 +305,14 @@ def test_a_solution_two_knn_run_gets_its_report_but_no_gradcam(tmp_path, capsys)
     assert "no Grad-CAM plot:" in printed and "(a kNN head?)" in printed
     assert (run_dir / "report.html").is_file() and (run_dir / "mistakes.csv").is_file()
     assert not (run_dir / "plots" / "gradcam.png").exists()
+
+
+def test_explain_names_a_missing_model_or_a_savedmodel_without_layers_in_one_line(tmp_path, capsys):
+    from keras_transfer.cli_util import run_cli
+    from keras_transfer.explain import main as explain
+
+    assert run_cli(lambda: explain(["--model", str(tmp_path / "nowhere"), "x.png"])) == 2
+    assert f"--model {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
+    (tmp_path / "saved_model").mkdir()
+    assert run_cli(lambda: explain(["--model", str(tmp_path / "saved_model"), "x.png"])) == 2
+    assert "holds no .keras file" in capsys.readouterr().err
