@@ -101,8 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     forward = tta_forward(model, views) if args.tta else None
     written = None
     if task in ("multiclass", "binary"):
-        predictions = collect_predictions(model, dataset, paths=data.splits[split].paths, predict=forward,
-                                          compiled=len(data.splits[split]) > 1000)
+        predictions = collect_predictions(model, dataset, paths=data.splits[split].paths, predict=forward)
         outputs = predictions.probabilities if task == "multiclass" else predictions.probabilities[:, 1:]
         truth = predictions.labels
         out = args.out or args.run / "evaluation" / (f"{split}-tta" if args.tta else split)

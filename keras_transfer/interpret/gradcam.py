@@ -156,7 +156,7 @@ def plot_gradcam(images: np.ndarray, heatmaps: np.ndarray, titles: Sequence[str]
     n = len(images)
     columns = max(1, min(columns, n))
     rows = max(1, -(-n // columns))
-    fig, axes = new_figure(rows, columns, size=(3.0 * columns, 3.2 * rows), squeeze=False)
+    fig, axes = new_figure(rows, columns, size=(3.0 * columns, 3.5 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, image, heat, title in zip(axes.ravel(), images, heatmaps, titles):

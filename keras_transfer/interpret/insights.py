@@ -62,8 +62,7 @@ def write_run_insights(run_dir: str | Path, model, data, metrics: dict[str, Any]
     summary: dict[str, Any] = {"split": split}
     if split is not None and data is not None and split in data.splits:
         paths = data.splits[split].paths
-        predictions = collect_predictions(model, data.dataset(split, training=False), paths=paths,
-                                          compiled=len(data.splits[split]) > 1000)
+        predictions = collect_predictions(model, data.dataset(split, training=False), paths=paths)
         summary.update(write_error_analysis(predictions, data.class_names, run_dir, split=split))
         try:
             write_gradcam_plot(model, predictions, data.class_names, run_dir / "plots" / "gradcam.png")

@@ -60,18 +60,16 @@ def two_column(outputs: np.ndarray) -> np.ndarray:
 
 
 def collect_predictions(model, dataset, *, keep: int = 16, paths: Sequence[str] | None = None,
-                        predict=None, compiled: bool = False) -> Predictions:
+                        predict=None) -> Predictions:
     """Run `model` (or `predict(x)`, e.g. test-time augmentation) over a (pixels, labels) dataset.
 
     Keeps the pixels (uint8) of the `keep` highest-loss mistakes and the `keep` most confident
     correct examples, for the mistakes grid and the Grad-CAM plot; everything else is dropped as
-    the pass goes, so memory does not grow with the split. `compiled=True` traces the forward
-    pass as a `tf.function`: faster for large splits, slower below about a thousand images,
-    where the trace costs more than it saves.
+    the pass goes, so memory does not grow with the split.
     """
     from keras_transfer.training.feature_cache import compiled_forward
 
-    step = predict or (compiled_forward(model) if compiled else (lambda x: model(x, training=False)))
+    step = predict or compiled_forward(model)
     worst: list[tuple[float, int, np.ndarray]] = []  # min-heaps of (score, index, pixels)
     best: list[tuple[float, int, np.ndarray]] = []
     probabilities, labels, seen = [], [], 0
@@ -126,7 +124,7 @@ def plot_mistakes(mistakes: Sequence[Mistake], images: dict[int, np.ndarray], pa
     shown = [m for m in mistakes if m.index in images][:top]
     columns = max(1, min(4, len(shown)))
     rows = max(1, -(-len(shown) // columns))
-    fig, axes = new_figure(rows, columns, size=(3.0 * columns, 3.3 * rows), squeeze=False)
+    fig, axes = new_figure(rows, columns, size=(3.0 * columns, 3.9 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, m in zip(axes.ravel(), shown):
