@@ -77,6 +77,21 @@ def test_gradcam_puts_the_evidence_in_the_corner_where_the_patch_is(corner_model
     assert all(r < half and c >= half for r, c in peaks), peaks
 
 
+def test_gradcam_of_a_binary_sigmoid_head_also_points_at_the_corner():
+    keras.utils.set_random_seed(0)
+    cnn = _tiny_cnn()
+    model = keras.Model(cnn.input, keras.layers.Dense(1, activation="sigmoid", name="head_predictions")(
+        cnn.get_layer("head_pool").output), name="corner_binary")
+    x, y = _corner_images(256)
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="binary_crossentropy")
+    model.fit(x, y, epochs=8, batch_size=32, verbose=0)
+    test_x, test_y = _corner_images(16, seed=2)
+    positives = test_x[test_y == 1]
+    maps = GradCAM(model)(positives)  # the predicted class: 1, the corner
+    half = SIZE // 2
+    assert (maps[:, :half, half:].mean(axis=(1, 2)) > 2 * maps[:, half:, :half].mean(axis=(1, 2))).all()
+
+
 def test_gradcam_uses_the_last_convolutional_block_or_the_one_named(corner_model):
     assert feature_layer(corner_model).name == "conv2"
     assert feature_layer(corner_model, "conv1").name == "pool1", "a block's output is its last layer"
