@@ -22,10 +22,10 @@ import numpy as np
 
 
 def bench_run() -> None:
-    import keras_transfer.interpret.insights as insights
-    import keras_transfer.training.engine as engine
     from keras_transfer.config import load_config
+    from keras_transfer.interpret import insights
     from keras_transfer.train import default_config_path
+    from keras_transfer.training import engine
 
     spent = []
     original = insights.write_run_insights
@@ -88,8 +88,8 @@ def bench_tta(flowers: str, shots: int, epochs: int) -> None:
     test = data.dataset("test", training=False)
     truth = np.concatenate([np.asarray(labels) for _, labels in test])
     plain = extract(model, test)[0].argmax(axis=1)
-    line = [f"flowers5 at 128x128, {shots} training images per class, {len(truth)} test images: "
-            f"plain {np.mean(plain == truth):.4f}"]
+    line = [(f"flowers5 at 128x128, {shots} training images per class, {len(truth)} test images: "
+             f"plain {np.mean(plain == truth):.4f}")]
     for views in (("flip",), ("crop",), ("flip", "crop")):
         started = time.perf_counter()
         tta = tta_predict(model, test, views).argmax(axis=1)

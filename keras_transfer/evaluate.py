@@ -75,7 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     from keras_transfer.config import load_config
     from keras_transfer.data import load_data
     from keras_transfer.files import read_labels
-    from keras_transfer.interpret import collect_predictions, default_views, tta_forward, write_error_analysis
+    from keras_transfer.interpret import (
+        collect_predictions,
+        default_views,
+        tta_forward,
+        write_error_analysis,
+    )
     from keras_transfer.training.engine import resolve_task
     from keras_transfer.training.feature_cache import extract
     from keras_transfer.training.report import classification_metrics

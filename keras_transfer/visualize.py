@@ -39,7 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     import keras_transfer  # noqa: F401  (registers the toolkit's layers for loading)
     from keras_transfer.backbones import build_backbone
     from keras_transfer.data import load_data
-    from keras_transfer.interpret import block_outputs, plot_top_patches, receptive_fields, top_patches
+    from keras_transfer.interpret import (
+        block_outputs,
+        plot_top_patches,
+        receptive_fields,
+        top_patches,
+    )
 
     if args.run is not None:
         from keras_transfer.config import load_config

@@ -8,8 +8,8 @@ map. It works for every backbone the toolkit builds because the feature layer is
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import keras
 import numpy as np

@@ -9,13 +9,18 @@ run directory into a self-contained page.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from keras_transfer.interpret.gradcam import GradCAM, NoGradientError, plot_gradcam
-from keras_transfer.interpret.mistakes import Predictions, collect_predictions, write_error_analysis
+from keras_transfer.interpret.mistakes import (
+    Predictions,
+    collect_predictions,
+    write_error_analysis,
+)
 from keras_transfer.interpret.report_html import write_report_html
 
 

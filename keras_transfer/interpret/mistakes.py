@@ -11,9 +11,10 @@ from __future__ import annotations
 import csv
 import heapq
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -148,4 +149,4 @@ def write_error_analysis(predictions: Predictions, class_names: Sequence[str], o
     label = f" ({split} split)" if split else ""
     plot_mistakes(mistakes, predictions.images, out_dir / "plots" / "misclassified.png",
                   title=f"worst {min(16, len(mistakes))} of {len(mistakes)} mistakes{label}")
-    return {"split": split, "examples": int(len(predictions.labels)), "mistakes": len(mistakes)}
+    return {"split": split, "examples": len(predictions.labels), "mistakes": len(mistakes)}

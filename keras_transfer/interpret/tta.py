@@ -8,7 +8,8 @@ resize of the same pixels, so the model sees nothing it was not trained on.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,7 @@ def augmented_views(images, views: Iterable[str] = TTA_VIEWS) -> list:
         out.append(tf.image.flip_left_right(images))
     if "crop" in views:
         height, width = images.shape[1], images.shape[2]
-        h, w = int(round(height * _CROP)), int(round(width * _CROP))
+        h, w = round(height * _CROP), round(width * _CROP)
         for top, left in ((0, 0), (height - h, width - w)):
             crop = images[:, top:top + h, left:left + w, :]
             out.append(tf.clip_by_value(tf.image.resize(crop, size, method="bilinear", antialias=True), 0.0, 255.0))
