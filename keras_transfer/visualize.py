@@ -26,8 +26,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--images", type=int, default=512, help="at most this many images are scanned (default: 512)")
     parser.add_argument("--channels", type=int, default=4, help="channels shown per block (default: 4)")
     parser.add_argument("--patches", type=int, default=2, help="patches shown per channel (default: 2)")
-    parser.add_argument("--out", type=Path, default=Path("block_patches.png"),
-                        help="the figure to write (default: block_patches.png)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="the figure to write (default: block_patches.png; with --run, RUN/plots/block_patches.png, "
+                             "and the run's report.html shows it)")
     return parser
 
 
@@ -64,9 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in patches:
         field = by_block[name]
         print(f"{name:>12}: receptive field {field.size[0]:.0f}x{field.size[1]:.0f} px, stride {field.jump[0]:.0f}")
-    plot_top_patches(patches, args.out, by_block,
+    out = args.out or (args.run / "plots" / "block_patches.png" if args.run is not None else Path("block_patches.png"))
+    plot_top_patches(patches, out, by_block,
                      title=f"{model.name} on {config.data.source}: patches that most activate each block's channels")
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
+    if args.run is not None and args.out is None:
+        from keras_transfer.interpret import write_report_html
+
+        print(f"updated {write_report_html(args.run)}")
     return 0
 
 

@@ -331,3 +331,12 @@ def test_explain_names_a_missing_model_or_a_savedmodel_without_layers_in_one_lin
     (tmp_path / "saved_model").mkdir()
     assert run_cli(lambda: explain(["--model", str(tmp_path / "saved_model"), "x.png"])) == 2
     assert "holds no .keras file" in capsys.readouterr().err
+
+
+def test_visualize_of_a_run_lands_in_its_report(tiny_run, capsys):
+    from keras_transfer.visualize import main as visualize
+
+    run_dir = tiny_run / "run"
+    assert visualize(["--run", str(run_dir), "--images", "32"]) == 0
+    assert (run_dir / "plots" / "block_patches.png").is_file()
+    assert "What each block sees" in (run_dir / "report.html").read_text()
