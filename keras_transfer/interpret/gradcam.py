@@ -157,12 +157,12 @@ def plot_gradcam(images: np.ndarray, heatmaps: np.ndarray, titles: Sequence[str]
     n = len(images)
     columns = max(1, min(columns, n))
     rows = max(1, -(-n // columns))
-    fig, axes = new_figure(rows, columns, size=(3.0 * columns, 3.5 * rows), squeeze=False)
+    fig, axes = new_figure(rows, columns, size=(2.4 * columns, 2.9 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, image, heat, title in zip(axes.ravel(), images, heatmaps, titles):
         ax.imshow(overlay(image, heat))
-        ax.set_title(title, fontsize=8)
+        ax.set_title(title, fontsize=7)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     return save_figure(fig, path)

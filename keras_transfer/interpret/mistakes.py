@@ -125,14 +125,14 @@ def plot_mistakes(mistakes: Sequence[Mistake], images: dict[int, np.ndarray], pa
     shown = [m for m in mistakes if m.index in images][:top]
     columns = max(1, min(4, len(shown)))
     rows = max(1, -(-len(shown) // columns))
-    fig, axes = new_figure(rows, columns, size=(3.0 * columns, 3.9 * rows), squeeze=False)
+    fig, axes = new_figure(rows, columns, size=(2.4 * columns, 3.2 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, m in zip(axes.ravel(), shown):
         ax.imshow(images[m.index])
         name = Path(m.path).name if m.path else f"#{m.index}"
         ax.set_title(f"true: {m.true}\npred: {m.predicted} {m.probability:.2f}\nloss {m.loss:.2f}  {name[:28]}",
-                     fontsize=8)
+                     fontsize=7)
     if not shown:
         axes[0, 0].text(0.5, 0.5, "no mistakes", ha="center", va="center", transform=axes[0, 0].transAxes)
     fig.suptitle(title or f"worst {len(shown)} of {len(mistakes)} mistakes", fontsize=10)
