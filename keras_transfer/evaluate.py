@@ -1,7 +1,12 @@
-"""`python -m keras_transfer.evaluate --run DIR`: accuracy, top-k, per-class precision/recall and
-the confusion matrix of a trained run, on any split, or on other data with the same classes.
+"""`python -m keras_transfer.evaluate --run DIR`: accuracy, top-k, per-class precision/recall/F1,
+the confusion matrix and the worst mistakes of a trained run, on any split, or on other data with
+the same classes.
 
-    python -m keras_transfer.evaluate --run runs/default-20261123 [--split test] [--data folder:new_photos]
+    python -m keras_transfer.evaluate --run runs/default-20261123 [--split test] [--data folder:new_photos] [--tta]
+
+With `--data`, the source's own splits are used (a folder with train/ val/ test/ subfolders), none
+are carved out; `--split` picks one of them (default: test if the source has it, else all of it).
+The mistakes go to `DIR/evaluation/<split>/` (`mistakes.csv`, `plots/misclassified.png`).
 """
 
 from __future__ import annotations
@@ -18,20 +23,64 @@ from keras_transfer.cli_util import run_cli
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m keras_transfer.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--run", type=Path, required=True, help="a run directory written by keras_transfer.train")
-    parser.add_argument("--split", default="test", help="train, val or test (default: test)")
+    parser.add_argument("--split", default=None,
+                        help="train, val or test (default: test; with --data: its test split if any, else all of it)")
     parser.add_argument("--data", default=None, help="another data source with the same classes (default: the run's)")
+    parser.add_argument("--tta", action="store_true",
+                        help="test-time augmentation: average over two crops, and the mirror image if the run "
+                             "trained with flips")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where mistakes.csv and plots/misclassified.png go (default: RUN/evaluation/SPLIT)")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
     return parser
 
 
+def choose_split(available: list[str], requested: str | None, *, other_data: bool, source: str) -> str:
+    """The split to evaluate: the requested one if the data has it, refused in one line if not; by
+    default test, else val, else all of it (`load_data` calls a source without splits train)."""
+    from keras_transfer._names import unknown_name_message
+
+    if requested is None:
+        return next((s for s in ("test", "val") if s in available), available[0])
+    if requested not in available:
+        if other_data:
+            raise ValueError(f"--data {source} has no {requested!r} split (it has: {', '.join(available)}); "
+                             "omit --split to evaluate all of it, or give it train/ val/ test/ subfolders")
+        raise ValueError(unknown_name_message("--split", requested, available))
+    return requested
+
+
+def per_class_table(metrics: dict, labels: list[str]) -> list[str]:
+    """The printed report's lines: scores, per-class precision/recall/F1/support, confusion matrix."""
+    lines = []
+    for key, value in metrics.items():
+        if key.endswith("accuracy") or key == "exact_match":
+            lines.append(f"{key:>16}: {value:.4f}")
+    lines.append(f"{'class':>16}  precision  recall      F1  support")
+    for name, row in metrics["per_class"].items():
+        lines.append(f"{name:>16}  {row['precision']:9.3f}  {row['recall']:6.3f}  {row['f1']:6.3f}  {row['support']:7d}")
+    if "confusion_matrix" in metrics:
+        lines.append("confusion matrix (rows: true, columns: predicted)")
+        for name, row in zip(labels, metrics["confusion_matrix"]):
+            lines.append(f"{name:>16}  " + " ".join(f"{v:4d}" for v in row))
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Evaluate a run's model on a split and print the report; return the exit status."""
+    """Evaluate a run's model on a split, print the report and write its mistakes; return the exit status."""
     args = _parser().parse_args(argv)
     import keras
 
     import keras_transfer  # noqa: F401  (registers the toolkit's layers for loading)
     from keras_transfer.config import load_config
     from keras_transfer.data import load_data
+    from keras_transfer.files import read_labels
+    from keras_transfer.interpret import (
+        collect_predictions,
+        default_views,
+        tta_forward,
+        write_error_analysis,
+    )
     from keras_transfer.training.engine import resolve_task
     from keras_transfer.training.feature_cache import extract
     from keras_transfer.training.report import classification_metrics
@@ -40,32 +89,47 @@ def main(argv: list[str] | None = None) -> int:
     if not model_path.is_file():
         raise FileNotFoundError(f"{args.run} has no model.keras: is it a finished keras_transfer run?")
     config = load_config(args.run / "config.yaml")
-    data_config = config.data if args.data is None else dataclasses.replace(config.data, source=args.data)
+    data_config = config.data
     if args.data is not None:
-        data_config = dataclasses.replace(data_config, val_split=0.0, test_split=0.0, few_shot=None, balance="none")
+        # The other data is evaluated as it comes: its own train/val/test folders, nothing carved out.
+        data_config = dataclasses.replace(config.data, source=args.data, val_split=0.0, test_split=0.0,
+                                          few_shot=None, balance="none")
     data = load_data(data_config)
-    labels = (args.run / "labels.txt").read_text().split("\n")[:-1]
+    labels = read_labels(args.run / "labels.txt")
     if data.class_names != labels:
         raise ValueError(f"the data's classes {data.class_names} differ from the model's {labels}")
-    split = args.split if args.data is None else "train"
+    split = choose_split(list(data.splits), args.split, other_data=args.data is not None, source=data_config.source)
     model = keras.saving.load_model(model_path, safe_mode=True)
-    outputs, truth = extract(model, data.dataset(split, training=False))
-    metrics = classification_metrics(outputs, truth, labels, resolve_task(config, data))
+    task = resolve_task(config, data)
+    dataset = data.dataset(split, training=False)
+    views = default_views(config.data.augment) if args.tta else ()
+    forward = tta_forward(model, views) if args.tta else None
+    written = None
+    if task in ("multiclass", "binary"):
+        predictions = collect_predictions(model, dataset, paths=data.splits[split].paths, predict=forward)
+        outputs = predictions.probabilities if task == "multiclass" else predictions.probabilities[:, 1:]
+        truth = predictions.labels
+        out = args.out or args.run / "evaluation" / (f"{split}-tta" if args.tta else split)
+        written = write_error_analysis(predictions, labels, out, split=split)
+    else:
+        outputs, truth = extract(model, dataset) if forward is None else _forward_all(forward, dataset)
+    metrics = classification_metrics(outputs, truth, labels, task)
     if args.json:
         print(json.dumps(metrics, indent=1))
         return 0
-    print(f"{args.run} on {data_config.source} ({split}, {metrics['examples']} images)")
-    for key, value in metrics.items():
-        if key.endswith("accuracy") or key == "exact_match":
-            print(f"{key:>16}: {value:.4f}")
-    print(f"{'class':>16}  precision  recall  support")
-    for name, row in metrics["per_class"].items():
-        print(f"{name:>16}  {row['precision']:9.3f}  {row['recall']:6.3f}  {row['support']:7d}")
-    if "confusion_matrix" in metrics:
-        print("confusion matrix (rows: true, columns: predicted)")
-        for name, row in zip(labels, metrics["confusion_matrix"]):
-            print(f"{name:>16}  " + " ".join(f"{v:4d}" for v in row))
+    tta = f", TTA over original + {' + '.join(views)}" if args.tta else ""
+    print(f"{args.run} on {data_config.source} ({split}, {metrics['examples']} images{tta})")
+    print("\n".join(per_class_table(metrics, labels)))
+    if written is not None:
+        print(f"{written['mistakes']} mistakes: {out / 'mistakes.csv'}, {out / 'plots' / 'misclassified.png'}")
     return 0
+
+
+def _forward_all(forward, dataset):
+    import numpy as np
+
+    outputs, truth = zip(*[(np.asarray(forward(x)), np.asarray(y)) for x, y in dataset])
+    return np.concatenate(outputs), np.concatenate(truth)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", default="imagenet", help="'imagenet' or a full-model weights file")
     parser.add_argument("--top-k", "--top", dest="top_k", type=int, default=5, help="how many classes to print per image")
     parser.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
+    parser.add_argument("--tta", nargs="?", const="auto", default=None, metavar="VIEWS",
+                        help="test-time augmentation: average over flip and/or crop views (default: the run's "
+                             "own choice, mirror only if it trained on flips)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help=f"refuse images larger than this (default {DEFAULT_MAX_PIXELS}; decompression bombs)")
     parser.add_argument("--resize", default="resize", choices=("resize", "crop_to_aspect_ratio", "pad"))
@@ -64,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         load_classifier,
         predict_arrays,
         predict_paths,
+        with_tta,
     )
 
     args = _parser().parse_args(argv)
@@ -76,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         classifier = load_classifier(args.model, resize=args.resize)
     else:
         classifier = imagenet_classifier(args.backbone, weights=args.weights, resize=args.resize)
+    if args.tta is not None:
+        classifier = with_tta(classifier, args.tta)
     failed = 0
     if args.demo:
         import skimage.data

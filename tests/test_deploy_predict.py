@@ -76,3 +76,39 @@ def test_a_folder_without_a_model_is_one_line_and_exit_2(tmp_path, capsys):
     image = save_digits(tmp_path / "images", n=1)[0]
     status, _, err = _predict(capsys, "--model", tmp_path / "empty", image)
     assert status == 2 and err.startswith("error: ") and err.count("\n") == 1 and "holds no model" in err
+
+
+def test_tta_averages_the_views_of_any_classifier():
+    from pathlib import Path
+
+    import numpy as np
+
+    from keras_transfer.deploy import Classifier, with_tta
+
+    def left_heavy(pixels):  # probability of "left" is the share of brightness in the left half
+        half = pixels.shape[1] // 2
+        left, right = float(pixels[:, :half].sum()), float(pixels[:, half:].sum())
+        return np.array([left, right]) / (left + right)
+
+    image = np.zeros((20, 20, 3), np.uint8)
+    image[:, :10] = 200
+    image[:, 10:] = 50
+    plain = Classifier(left_heavy, ["left", "right"], Path("model.keras"))
+    assert plain.predict(image)[0] == pytest.approx(0.8)
+    # The mirror swaps the halves, so mirror + original average to a coin toss; crops do not.
+    flipped = with_tta(plain, "flip").predict(image)
+    assert flipped[0] == pytest.approx(0.5, abs=0.01)
+    assert with_tta(plain, "crop").predict(image)[0] > 0.7
+    with pytest.raises(ValueError, match="unknown TTA view 'flop' in --tta; did you mean 'flip'"):
+        with_tta(plain, "flop")
+
+
+def test_predict_with_tta_labels_every_image_and_refuses_an_unknown_view(run_dir, tmp_path, capsys):
+    files = save_digits(tmp_path, n=2)
+    status, out, err = _predict(capsys, "--model", run_dir, "--tta", "--top-k", "10", "--json", *files)
+    assert status == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == 2
+    assert all(sum(entry["probability"] for entry in row["top_k"]) == pytest.approx(1, abs=1e-3) for row in rows)
+    status, _, err = _predict(capsys, "--model", run_dir, "--tta", "sideways", *files)
+    assert status == 2 and err.count("\n") == 1 and "TTA view" in err

@@ -225,6 +225,7 @@ def test_default_config_run_produces_every_file(tmp_path):
                  "plots/training_curves.png", "plots/confusion_matrix.png"):
         assert (out / name).is_file(), name
     assert any((out / "tensorboard").rglob("events.out.tfevents*"))
+    assert "Export parity" in (out / "report.html").read_text(), "the export re-renders the run page"
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"val", "test"} and "confusion_matrix" in metrics["test"]
     assert load_config(out / "config.yaml").data.image_size == (32, 32)

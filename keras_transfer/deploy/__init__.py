@@ -13,6 +13,7 @@ from keras_transfer.deploy.inference import (
     predict_arrays,
     predict_paths,
     read_image,
+    with_tta,
 )
 from keras_transfer.deploy.onnx import (
     export_onnx,
@@ -75,4 +76,5 @@ __all__ = [
     "tflite_interpreter",
     "tflite_parity",
     "tflite_predict",
+    "with_tta",
 ]

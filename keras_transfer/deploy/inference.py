@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,6 +164,39 @@ def _top(classifier: Classifier, name: str, pixels: np.ndarray, top_k: int) -> P
     probabilities = np.asarray(classifier.predict(pixels), dtype=np.float64)
     order = probabilities.argsort()[::-1][: max(1, min(top_k, len(probabilities)))]
     return Prediction(name, [(classifier.labels[i], float(probabilities[i])) for i in order])
+
+
+def with_tta(classifier: Classifier, views: str | Sequence[str] = "auto") -> Classifier:
+    """The same classifier, its probabilities averaged over test-time views of each image.
+
+    `views` are names of `keras_transfer.interpret.tta.TTA_VIEWS` (`flip`, `crop`), or "auto":
+    the run's own choice when a `config.yaml` sits beside the model or in its run directory
+    (mirror only if it trained on flips), else crops only. Works for every format, because it
+    only calls the classifier on more images.
+    """
+    from keras_transfer._names import unknown_name_message
+    from keras_transfer.interpret.tta import TTA_VIEWS, augmented_views, default_views
+
+    if views == "auto":
+        views = ("crop",)
+        for folder in (classifier.source.parent, *classifier.source.parents):
+            if (folder / "config.yaml").is_file():
+                from keras_transfer.config import load_config
+
+                views = default_views(load_config(folder / "config.yaml").data.augment)
+                break
+    elif isinstance(views, str):
+        views = tuple(v.strip() for v in views.split(",") if v.strip())
+    for view in views:
+        if view not in TTA_VIEWS:
+            raise ValueError(unknown_name_message("TTA view", view, TTA_VIEWS, where="--tta"))
+
+    def predict(pixels: np.ndarray) -> np.ndarray:
+        batch = augmented_views(np.asarray(pixels, np.float32)[None], views)
+        outputs = [classifier.predict(np.asarray(np.round(view[0]), dtype=np.uint8)) for view in batch]
+        return np.mean(outputs, axis=0)
+
+    return Classifier(predict, classifier.labels, classifier.source)
 
 
 def predict_paths(classifier: Classifier, paths: Iterable[str], *, top_k: int = 5,

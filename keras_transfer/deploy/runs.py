@@ -113,6 +113,10 @@ def export_run(run_dir: str | os.PathLike, formats: Sequence[str] = ("saved_mode
     previous = out / "export_report.json"
     merged = {**(json.loads(previous.read_text()) if previous.is_file() else {}), **report}
     atomic_write_text(previous, json.dumps(merged, indent=2) + "\n")
+    if (run_dir / "report.html").is_file():  # the run's page shows the export parity too
+        from keras_transfer.interpret.report_html import write_report_html
+
+        write_report_html(run_dir)
     return written
 
 

@@ -26,6 +26,7 @@ from keras_transfer.data import DataBundle, load_data
 from keras_transfer.freeze import resolve_trainable
 from keras_transfer.heads import HeadSpec, build_classifier, inference_model
 from keras_transfer.files import atomic_file, atomic_write_text, claimed_folder, write_labels
+from keras_transfer.interpret.insights import write_run_insights
 from keras_transfer.training.checkpoint import Checkpointer
 from keras_transfer.training.distribute import Placement, make_strategy, prepare_for_fit
 from keras_transfer.training.feature_cache import extract
@@ -313,6 +314,7 @@ def write_results(run_dir: Path, model: keras.Model, data: DataBundle, metrics: 
     for split, values in metrics.items():
         if "accuracy" in values:
             log(f"{split} accuracy: {values['accuracy']:.4f} ({values['examples']} images)")
+    write_run_insights(run_dir, model, data, metrics, history, log)
     log(f"run directory: {run_dir}")
     return RunResult(run_dir, history, metrics, model, data)
 
