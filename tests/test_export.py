@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from keras_transfer.cli_util import run_cli
 from keras_transfer.deploy import (
     export_keras,
     export_run,
@@ -234,19 +235,24 @@ def test_a_failed_export_leaves_nothing_behind(trained_run, tmp_path, monkeypatc
     assert list(tmp_path.iterdir()) == []
 
 
-def test_export_and_predict_clis_label_images_in_every_format_and_survive_a_broken_file(trained_run, tmp_path):
-    exported = subprocess.run([sys.executable, "-m", "keras_transfer.export", "--run", str(trained_run.run_dir),
-                               "--format", "saved_model,keras,tflite,onnx", "--tflite", "float32,int8"],
-                              check=False, capture_output=True, text=True, timeout=300)
-    assert exported.returncode == 0, exported.stderr[-3000:]
-    assert "TFLite int8" in exported.stdout and "ONNX" in exported.stdout
+def test_export_and_predict_clis_label_images_in_every_format_and_survive_a_broken_file(trained_run, tmp_path,
+                                                                                        capsys):
+    # In-process: the CLIs' own code paths, without a TensorFlow start-up per call (a fresh
+    # process is tested above, where it matters: serving without our code).
+    from keras_transfer import export, predict
+
+    status = run_cli(lambda: export.main(["--run", str(trained_run.run_dir), "--format", "saved_model,keras,tflite,onnx",
+                                          "--tflite", "float32,int8"]))
+    out, err = capsys.readouterr()
+    assert status == 0, err[-3000:]
+    assert "TFLite int8" in out and "ONNX" in out
     folder = trained_run.run_dir / "export"
     files = [str(p) for p in save_digits(tmp_path)]
     (tmp_path / "broken.png").write_bytes(b"\x89PNG but not really")
     for model in ("saved_model", "model.keras", "model_float32.tflite", "model_int8.tflite", "model.onnx"):
-        done = subprocess.run([sys.executable, "-m", "keras_transfer.predict", "--model", str(folder / model),
-                               str(tmp_path / "broken.png"), *files], check=False, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 1, done.stderr[-3000:]
-        assert "broken.png" in done.stderr and "Traceback" not in done.stderr
-        printed = [line for line in done.stdout.splitlines() if line.startswith(str(tmp_path))]
-        assert len(printed) == 3 and all(line.split(": ")[1].split(" ")[0] in DIGITS for line in printed), done.stdout
+        status = run_cli(lambda m=model: predict.main(["--model", str(folder / m), str(tmp_path / "broken.png"), *files]))
+        out, err = capsys.readouterr()
+        assert status == 1, err[-3000:]
+        assert "broken.png" in err and "Traceback" not in err
+        printed = [line for line in out.splitlines() if line.startswith(str(tmp_path))]
+        assert len(printed) == 3 and all(line.split(": ")[1].split(" ")[0] in DIGITS for line in printed), out

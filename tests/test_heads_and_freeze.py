@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -138,15 +136,20 @@ def test_describe_counts_every_parameter_once_by_block(lite_backbone):
     assert "block7a_project_bn" in table and table.splitlines()[-1].startswith("total")
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "keras_transfer.describe", *args],
-                          capture_output=True, text=True, timeout=300)
+def _cli(capsys, *args) -> tuple[int, str, str]:
+    """The describe CLI in this process: (exit status, stdout, stderr)."""
+    from keras_transfer import describe
+    from keras_transfer.cli_util import run_cli
+
+    status = run_cli(lambda: describe.main(list(args)))
+    out, err = capsys.readouterr()
+    return status, out, err
 
 
-def test_describe_cli_prints_blocks_and_names_a_misspelt_layer():
-    ok = _cli("vgg16", "--input-size", "32")
-    assert ok.returncode == 0, ok.stderr
-    assert "block5_pool" in ok.stdout and "total" in ok.stdout
-    bad = _cli("vgg16", "--input-size", "32", "--cut-at", "block4_pol")
-    assert bad.returncode == 2
-    assert "did you mean 'block4_pool'" in bad.stderr and "Traceback" not in bad.stderr
+def test_describe_cli_prints_blocks_and_names_a_misspelt_layer(capsys):
+    status, out, err = _cli(capsys, "vgg16", "--input-size", "32")
+    assert status == 0, err
+    assert "block5_pool" in out and "total" in out
+    status, out, err = _cli(capsys, "vgg16", "--input-size", "32", "--cut-at", "block4_pol")
+    assert status == 2
+    assert "did you mean 'block4_pool'" in err and err.count("\n") == 1

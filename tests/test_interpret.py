@@ -100,11 +100,17 @@ def test_gradcam_uses_the_last_convolutional_block_or_the_one_named(corner_model
         feature_layer(corner_model, "conv3")
 
 
-# One member of every architecture the registry builds (the larger variants share its code);
-# test_backbones builds every registered family already, and Grad-CAM was run on all 45 once.
-ONE_PER_ARCHITECTURE = ["vgg16", "resnet50", "resnet50_v2", "inception_v3", "inception_resnet_v2", "xception",
-                        "mobilenet", "mobilenet_v2", "mobilenet_v3_small", "densenet121", "nasnet_mobile",
-                        "efficientnet_b0", "efficientnet_v2_b0", "convnext_tiny", "efficientnet_lite0"]
+# One member of every architecture the registry builds (the larger variants share its code); by
+# default one of each way a network ends its feature maps (plain conv/pool, residual add,
+# concatenated branches, NASNet cells, LayerNorm stages, our own Lite0), the rest under `-m slow`.
+# Grad-CAM was run on all 45 registered families once.
+_GRADCAM_DEFAULT = {"vgg16", "resnet50", "inception_v3", "nasnet_mobile", "mobilenet_v3_small", "convnext_tiny",
+                    "efficientnet_lite0"}
+ONE_PER_ARCHITECTURE = [pytest.param(name, marks=[] if name in _GRADCAM_DEFAULT else [pytest.mark.slow])
+                        for name in ("vgg16", "resnet50", "resnet50_v2", "inception_v3", "inception_resnet_v2",
+                                     "xception", "mobilenet", "mobilenet_v2", "mobilenet_v3_small", "densenet121",
+                                     "nasnet_mobile", "efficientnet_b0", "efficientnet_v2_b0", "convnext_tiny",
+                                     "efficientnet_lite0")]
 
 
 @pytest.mark.parametrize("name", ONE_PER_ARCHITECTURE)

@@ -213,9 +213,11 @@ def test_cli_refuses_an_unknown_block_or_layer_with_status_2_and_writes_nothing(
     assert not out.exists()
 
 
-def test_default_config_run_produces_every_file(tmp_path):
+def test_default_config_run_produces_every_file(tmp_path, capsys):
     out = tmp_path / "run"
-    done = _cli_run("--output-dir", out, "--set", "data.image_size=[32,32]", "--set", "training.stages.0.epochs=1",
+    # A real process, as `make run` starts one; 20 training images per class keep it short.
+    done = _cli_run("--output-dir", out, "--set", "data.image_size=[32,32]", "--set", "data.few_shot=20",
+                    "--set", "training.stages.0.epochs=1",
                     "--set", "training.stages.1.epochs=1", "--set", "export.formats=[keras,saved_model,tflite]")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "test accuracy:" in done.stdout and "TFLite float32" in done.stdout
@@ -229,10 +231,13 @@ def test_default_config_run_produces_every_file(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"val", "test"} and "confusion_matrix" in metrics["test"]
     assert load_config(out / "config.yaml").data.image_size == (32, 32)
-    evaluated = subprocess.run([sys.executable, "-m", "keras_transfer.evaluate", "--run", str(out), "--json"],
-                               capture_output=True, text=True, timeout=300)
-    assert evaluated.returncode == 0, evaluated.stderr
-    assert json.loads(evaluated.stdout)["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+    from keras_transfer import evaluate
+
+    capsys.readouterr()
+    status = evaluate.run_cli(lambda: evaluate.main(["--run", str(out), "--json"]))
+    printed, err = capsys.readouterr()
+    assert status == 0, err
+    assert json.loads(printed)["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
 
 
 @pytest.mark.parametrize("name", ["default", "small_similar", "small_different", "large_similar", "large_different"])
