@@ -172,10 +172,7 @@ source = "digits" if SMALL else photo_source()
 size = (32, 32) if SMALL else (128, 128)
 data = load_data(DataConfig(source=source, image_size=size, augment=[], few_shot=20 if SMALL else None))
 backbone = build_backbone("efficientnet_lite0", input_shape=(*size, 3))
-# Small mode probes every other block (the logistic fits dominate its time); the curve keeps its
-# shape: rising from the stem to the middle blocks, falling at the top.
-layers = ["stem", "block2", "block4", "block6", "top"] if SMALL else "blocks"
-probe = probe_layers(backbone, data, layers, log=print)"""),
+probe = probe_layers(backbone, data, "blocks", log=print)"""),
         ("code", """\
 work = Path("work/03_which_layer"); work.mkdir(parents=True, exist_ok=True)
 fig = plot_probe(probe, work / "layer_probe.png")
