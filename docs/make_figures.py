@@ -3,9 +3,10 @@
     python docs/make_figures.py [--notebooks 01_quickstart 04_digits_transfer] [--timeout 3600]
 
 Full mode uses the real flower photos of ../shared/data/flowers5 when that folder exists (else
-tfds:tf_flowers, which needs a download). Each notebook calls `save_figure(fig, name)`, which
-writes docs/figures/<name>.png because this script sets KT_FIGURES. The executed notebooks are
-not kept: the committed ones stay free of outputs.
+tfds:tf_flowers, which needs a download). Each notebook calls
+`keras_transfer.notebook_support.save_figure(fig, name)`, which writes docs/figures/<name>.png
+because this script sets KT_FIGURES. The executed notebooks are not kept: the committed ones
+stay free of outputs.
 """
 
 from __future__ import annotations
