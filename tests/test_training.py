@@ -235,7 +235,8 @@ def test_default_config_run_produces_every_file(tmp_path):
     assert json.loads(evaluated.stdout)["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
 
 
-@pytest.mark.parametrize("name", ["default", "small_similar", "small_different", "large_similar", "large_different"])
+@pytest.mark.parametrize("name", ["default", "photos", "small_similar", "small_different", "large_similar",
+                                  "large_different"])
 def test_shipped_configs_are_valid_and_their_blocks_exist(name):
     from keras_transfer.backbones import backbone_blocks, build_backbone
     from keras_transfer.freeze import resolve_trainable
