@@ -3,15 +3,43 @@
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-# TensorFlow logs (CUDA probing on CPU-only machines) drown the output users came for.
+# TensorFlow logs (CUDA probing on CPU-only machines, oneDNN notices) drown the output users came
+# for; TensorFlow reads this once, when imported, so it must be set before.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from keras_transfer import layers as _layers  # noqa: E402,F401  (registers serialisable layers)
-from keras_transfer.training import optimizers as _optimizers  # noqa: E402,F401  (and optimizers)
-from keras_transfer.backbones import available_backbones, backbone_blocks, build_backbone  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["available_backbones", "backbone_blocks", "build_backbone", "__version__"]
+__all__ = ["available_backbones", "backbone_blocks", "build_backbone", "register_serializables", "__version__"]
+
+# The backbone helpers import TensorFlow (seconds); they load on first use (PEP 562), so that
+# `python -m keras_transfer.X --help` answers at once.
+_LAZY = {"available_backbones": "keras_transfer.backbones", "backbone_blocks": "keras_transfer.backbones",
+         "build_backbone": "keras_transfer.backbones"}
+
+
+def register_serializables() -> None:
+    """Register the toolkit's Keras layers and optimizers, so saved models load without custom objects.
+
+    Idempotent. Every place in the package that loads a model calls it; user code gets it from
+    `import keras_transfer`.
+    """
+    from keras_transfer import layers  # noqa: F401  (registers serialisable layers)
+    from keras_transfer.training import optimizers  # noqa: F401  (and optimizers)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'keras_transfer' has no attribute {name!r}")
+
+
+# `import keras_transfer` registers the layers, as the README promises to users who load a saved
+# model. A command (`python -m keras_transfer.X`, where argv[0] is "-m" while the package is
+# imported) registers where it loads or builds a model instead, and its --help stays instant.
+if sys.argv[:1] != ["-m"]:
+    register_serializables()

@@ -208,7 +208,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ru
 
 
 def apply_override(raw: dict[str, Any], override: str) -> None:
-    """Set `a.b.2.c=value` in the nested dict/list `raw`; the value is parsed as YAML."""
+    """Set `a.b.2.c=value` in the nested dict/list `raw`; the value is parsed as YAML.
+
+    A list of named items (the stages) is addressed by name or by index: `training.stages.top.epochs=3`
+    and `training.stages.1.epochs=3` are the same key when the second stage is named `top`.
+    """
     key, sep, text = override.partition("=")
     if not sep or not key:
         raise ConfigError(f"--set expects key=value, got {override!r}")
@@ -239,9 +243,16 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
 
 
 def _index(part: str, node: list, key: str) -> int:
-    if not part.isdigit() or int(part) >= len(node):
-        raise ConfigError(f"--set {key}: {part!r} is not an index of a list of {len(node)}")
-    return int(part)
+    if part.isdigit() and int(part) < len(node):
+        return int(part)
+    names = [item.get("name") for item in node if isinstance(item, dict)]
+    if part in names:
+        return names.index(part)
+    named = [str(name) for name in names if name is not None]
+    if named and not part.isdigit():
+        raise ConfigError(unknown_name_message("name", part, named, where=f"--set {key}"))
+    raise ConfigError(f"--set {key}: {part!r} is not an index of a list of {len(node)}"
+                      + (f" (or one of the names {', '.join(named)})" if named else ""))
 
 
 def from_dict(raw: dict[str, Any]) -> RunConfig:
@@ -338,10 +349,10 @@ def _check_choices(config: RunConfig) -> None:
         _check_feature_classifier(config)
     seen = set()
     for i, stage in enumerate(config.training.stages):
-        where = f"training.stages.{i}"
         if stage.name in seen:
-            raise ConfigError(f"{where}.name: stage name {stage.name!r} is used twice")
+            raise ConfigError(f"training.stages.{i}.name: stage name {stage.name!r} is used twice")
         seen.add(stage.name)
+        where = f"training.stages.{stage.name}"  # the key that --set takes, and the name the log prints
         if stage.block_lr_decay is not None and stage.block_lr:
             raise ConfigError(f"{where}: give block_lr_decay or block_lr, not both")
         if not isinstance(stage.train, (str, list)):

@@ -71,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import keras
 
-    import keras_transfer  # noqa: F401  (registers the toolkit's layers for loading)
+    from keras_transfer import register_serializables
+
+    register_serializables()
     from keras_transfer.config import load_config
     from keras_transfer.data import load_data
     from keras_transfer.files import read_labels

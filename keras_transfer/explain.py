@@ -58,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     import keras
     import numpy as np
 
-    import keras_transfer  # noqa: F401  (registers the toolkit's layers for loading)
+    from keras_transfer import register_serializables
+
+    register_serializables()
     from keras_transfer._names import unknown_name_message
     from keras_transfer.images import ImageReadError, read_rgb, resize_rgb
     from keras_transfer.interpret import GradCAM, plot_gradcam, predicted_classes

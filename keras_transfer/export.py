@@ -16,17 +16,20 @@ from pathlib import Path
 
 from keras_transfer.cli_util import run_cli
 
-# The names this module held before the library moved to keras_transfer.deploy still import from here.
-from keras_transfer.deploy import (  # noqa: F401
-    export_keras,
-    export_run,
-    export_saved_model,
-    export_tflite,
-    inference_model,
-    tflite_parity,
-)
 from keras_transfer.deploy.runs import FORMATS
 from keras_transfer.deploy.tflite import TFLITE_MODES
+
+# The names this module held before the library moved to keras_transfer.deploy still import from
+# here, loaded on first use so that `--help` does not wait for TensorFlow.
+_MOVED = ("export_keras", "export_run", "export_saved_model", "export_tflite", "inference_model", "tflite_parity")
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        import keras_transfer.deploy
+
+        return getattr(keras_transfer.deploy, name)
+    raise AttributeError(f"module 'keras_transfer.export' has no attribute {name!r}")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Export a run's model in the requested formats; return the exit status."""
     args = _parser().parse_args(argv)
+    from keras_transfer.deploy import export_run
+
     export_run(args.run, [f.strip() for f in args.format.split(",") if f.strip()],
                [m.strip() for m in args.tflite.split(",") if m.strip()])
     return 0

@@ -1,10 +1,12 @@
 """`python -m keras_transfer.lr_find`: the learning-rate range test for one stage of a config.
 
-    python -m keras_transfer.lr_find [--config FILE.yaml] [--stage N|NAME] [--steps 200]
+    python -m keras_transfer.lr_find [--config FILE.yaml] [--stage NAME|INDEX] [--steps 200]
                                      [--from-run RUN_DIR] [--output-dir DIR] [--set a.b=value ...]
 
 Sweeps the rate exponentially on a fresh copy of the configured model, writes lr_find.json and
-plots/lr_find.png, and prints the suggested `learning_rate` for the stage.
+plots/lr_find.png, and prints the suggested `learning_rate` for the stage, or a warning when the
+loss never turned up (the sweep did not reach the edge it measures). A stage is named as in
+`--set training.stages.NAME...`, or by its index counted from 0.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from keras_transfer.cli_util import add_config_arguments, config_from_args, run_
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m keras_transfer.lr_find", description=__doc__.split("\n")[0])
-    parser.add_argument("--stage", default="1", help="stage number (1 = first) or name (default: 1)")
+    parser.add_argument("--stage", default="0",
+                        help="stage name (head, top, ...) or index from 0, as in --set training.stages.X (default: the first)")
     parser.add_argument("--steps", type=int, default=None, help="sweep length (default 200; 30 with KT_SMALL=1)")
     parser.add_argument("--start-lr", type=float, default=1e-7)
     parser.add_argument("--end-lr", type=float, default=10.0)
@@ -34,16 +37,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the range test and write its plot; return the process exit status."""
     args = _parser().parse_args(argv)
-    from keras_transfer._names import unknown_name_message
-
     path, config = config_from_args(args)
-    names = [s.name for s in config.training.stages]
-    if args.stage.isdigit():
-        stage = int(args.stage) - 1
-    elif args.stage in names:
-        stage = names.index(args.stage)
-    else:
-        raise ValueError(unknown_name_message("--stage", args.stage, names))
+    from keras_transfer.training.lr_range_test import stage_index
+
+    stage = stage_index(config, args.stage)  # before the data and the model: a misspelt stage costs nothing
     steps = args.steps or (30 if os.environ.get("KT_SMALL") == "1" else 200)
     if steps < 5:
         raise ValueError(f"--steps {steps} is too short for a sweep; use at least 5 (200 is usual)")
@@ -54,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
             raise FileNotFoundError(f"--from-run {args.from_run}: no model.keras there (is it a finished run?)")
         import keras
 
+        from keras_transfer import register_serializables
+
+        register_serializables()
         initial = keras.saving.load_model(model_path, compile=False, safe_mode=True)
     out_dir = args.output_dir or Path("runs") / f"lr_find-{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -62,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     result = lr_find(config, stage, start_lr=args.start_lr, end_lr=args.end_lr, steps=steps,
                      initial_weights=initial, log=print)
     paths = result.write(out_dir)
-    print(f"wrote {paths['plot']}; set it with --set training.stages.{stage}.learning_rate={result.suggestion:.2g}")
+    name = config.training.stages[stage].name
+    if result.suggestion is None:
+        print(f"wrote {paths['plot']}; no suggestion (see the warning above): read the plot")
+    else:
+        print(f"wrote {paths['plot']}; set it with --set training.stages.{name}.learning_rate={result.suggestion:.2g}")
     return 0
 
 

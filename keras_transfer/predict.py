@@ -61,6 +61,7 @@ def _show(prediction, as_json: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Predict each image and print its top classes; return 1 if any file failed, else 0."""
+    args = _parser().parse_args(argv)  # first: --help must not wait for TensorFlow
     from keras_transfer.deploy import (
         expand_image_paths,
         imagenet_classifier,
@@ -70,7 +71,6 @@ def main(argv: list[str] | None = None) -> int:
         with_tta,
     )
 
-    args = _parser().parse_args(argv)
     if not args.images and not args.demo:
         raise ValueError("name at least one image file, folder or glob, or pass --demo")
     paths = expand_image_paths(args.images)

@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import keras
 
-    import keras_transfer  # noqa: F401  (registers the toolkit's layers for loading)
+    from keras_transfer import register_serializables
+
+    register_serializables()
     from keras_transfer.backbones import build_backbone
     from keras_transfer.data import load_data
     from keras_transfer.interpret import (

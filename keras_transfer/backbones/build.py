@@ -143,6 +143,9 @@ def _build_from_source(
             f"a saved source model ({path.name}) brings its own weights; leave weights at its "
             "default, or pass the path of a weights file to load into it"
         )
+    from keras_transfer import register_serializables
+
+    register_serializables()  # a run's model.keras as a source holds the toolkit's layers
     try:
         # safe_mode refuses Lambda layers and other serialised Python code: an untrusted
         # file can never run code on the user's machine.

@@ -48,7 +48,9 @@ class DataConfig:
     """Everything that decides what the model sees; validated on construction.
 
     `source`: `digits` | `digits_0_4` | `digits_5_9` | `faces` | `folder:PATH` | `csv:PATH` |
-    `tfds:NAME` | `npz:PATH` (or arrays passed to `load_data`). `image_size` is (height, width).
+    `tfds:NAME` | `npz:PATH` (or arrays passed to `load_data`); the path of an existing folder,
+    `.csv` or `.npz` file alone means that kind. `image_size` is (height, width), or one number
+    for a square.
     `val_split` / `test_split` are fractions carved from train when the source has no such split.
     `few_shot: k` keeps k training examples per class. `balance`: none | class_weight | oversample
     | undersample. `augment` lists augmentations (or maps them to strengths), applied in the
@@ -60,7 +62,7 @@ class DataConfig:
     """
 
     source: str = "digits"
-    image_size: tuple[int, int] = (96, 96)
+    image_size: tuple[int, int] | int = (96, 96)
     batch_size: int = 32
     val_split: float = 0.15
     test_split: float = 0.15
@@ -80,6 +82,8 @@ class DataConfig:
 
     def __post_init__(self):
         check_constraints(self, DATA_CONSTRAINTS, prefix="data")
+        if isinstance(self.image_size, int) and not isinstance(self.image_size, bool):
+            object.__setattr__(self, "image_size", (self.image_size, self.image_size))  # 96 means 96x96
         size = tuple(int(s) for s in self.image_size)
         object.__setattr__(self, "image_size", size)
         if isinstance(self.augment, list):
@@ -89,7 +93,25 @@ class DataConfig:
         if self.val_split + self.test_split >= 0.9:
             raise ValueError("data.val_split + data.test_split leave almost nothing to train on")
         augmentation_layers(self.augment)  # names checked now, before any work
+        object.__setattr__(self, "source", expand_source(self.source))
         source_kind(self.source)
+
+
+def expand_source(source: str) -> str:
+    """`source` with its kind spelt out: the path of an existing folder means `folder:PATH`, of a
+    `.csv` or `.npz` file `csv:PATH` / `npz:PATH`; anything else comes back unchanged.
+
+    Embedded names and `kind:` prefixes win over a file of the same name, so the meaning of a
+    source never depends on the working directory unless it can only be a path.
+    """
+    if source in EMBEDDED or source.partition(":")[0] in SOURCE_KINDS:
+        return source
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return f"folder:{source}"
+    if path.is_file() and path.suffix.lower() in (".csv", ".npz"):
+        return f"{path.suffix.lower()[1:]}:{source}"
+    return source
 
 
 def source_kind(source: str) -> tuple[str, str]:
@@ -99,6 +121,9 @@ def source_kind(source: str) -> tuple[str, str]:
     kind, sep, argument = source.partition(":")
     if sep and kind in SOURCE_KINDS and argument:
         return kind, argument
+    if not sep and ("/" in source or os.sep in source):
+        raise ValueError(f"data.source: {source} does not exist (give a folder with one subfolder per class, "
+                         "a .csv or an .npz file)")
     valid = [*EMBEDDED, *(f"{k}:PATH" for k in SOURCE_KINDS if k != "tfds"), "tfds:NAME"]
     raise ValueError(unknown_name_message("data.source", source, valid))
 

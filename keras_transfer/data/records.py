@@ -151,8 +151,11 @@ def check_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
 def drop_bad_files(records: Records, threads: int = 8,
                    max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Records, list[Skipped]]:
     """Decode every file once; return the usable records and the skipped files with reasons."""
+    from keras_transfer.progress import MIN_FILES, with_progress
+
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        problems = list(pool.map(lambda path: check_image(path, max_pixels), records.paths))
+        checked = pool.map(lambda path: check_image(path, max_pixels), records.paths)
+        problems = list(with_progress(checked, len(records.paths), "file", at_least=MIN_FILES))
     keep = [i for i, problem in enumerate(problems) if problem is None]
     skipped = [Skipped(path, problem) for path, problem in zip(records.paths, problems) if problem is not None]
     return records.subset(keep), skipped

@@ -1,47 +1,47 @@
 """Deployment: export a trained classifier (SavedModel for TF Serving, `.keras`, TFLite, ONNX) and
 predict with any of them. The `export` and `predict` commands are thin CLIs over this package."""
 
-from keras_transfer.deploy.inference import (
-    Classifier,
-    Prediction,
-    expand_image_paths,
-    export_keras,
-    find_run_model,
-    imagenet_classifier,
-    inference_model,
-    load_classifier,
-    predict_arrays,
-    predict_paths,
-    read_image,
-    with_tta,
-)
-from keras_transfer.deploy.onnx import (
-    export_onnx,
-    onnx_labels,
-    onnx_parity,
-    onnx_predict,
-)
-from keras_transfer.deploy.op_guard import (
-    UnsafeModelError,
-    check_saved_model,
-    denied_ops,
-)
-from keras_transfer.deploy.parity import compare
-from keras_transfer.deploy.runs import FORMATS, check_formats, export_run
-from keras_transfer.deploy.saved_model import (
-    DEFAULT_MAX_PIXELS,
-    export_saved_model,
-    latest_version_dir,
-    next_version_dir,
-)
-from keras_transfer.deploy.tflite import (
-    TFLITE_MODES,
-    check_tflite_modes,
-    export_tflite,
-    tflite_interpreter,
-    tflite_parity,
-    tflite_predict,
-)
+from __future__ import annotations
+
+import importlib
+
+# Each name loads its module on first use (PEP 562): the TensorFlow-free ones (FORMATS,
+# TFLITE_MODES, DEFAULT_MAX_PIXELS) serve `--help` without the seconds TensorFlow takes to import.
+_HOMES = {
+    "Classifier": "inference",
+    "DEFAULT_MAX_PIXELS": "saved_model",
+    "FORMATS": "runs",
+    "check_formats": "runs",
+    "export_run": "runs",
+    "Prediction": "inference",
+    "TFLITE_MODES": "tflite",
+    "UnsafeModelError": "op_guard",
+    "check_saved_model": "op_guard",
+    "check_tflite_modes": "tflite",
+    "compare": "parity",
+    "denied_ops": "op_guard",
+    "expand_image_paths": "inference",
+    "export_keras": "inference",
+    "export_onnx": "onnx",
+    "export_saved_model": "saved_model",
+    "export_tflite": "tflite",
+    "find_run_model": "inference",
+    "imagenet_classifier": "inference",
+    "inference_model": "inference",
+    "latest_version_dir": "saved_model",
+    "load_classifier": "inference",
+    "next_version_dir": "saved_model",
+    "onnx_labels": "onnx",
+    "onnx_parity": "onnx",
+    "onnx_predict": "onnx",
+    "predict_arrays": "inference",
+    "predict_paths": "inference",
+    "read_image": "inference",
+    "tflite_interpreter": "tflite",
+    "tflite_parity": "tflite",
+    "tflite_predict": "tflite",
+    "with_tta": "inference",
+}
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -78,3 +78,9 @@ __all__ = [
     "tflite_predict",
     "with_tta",
 ]
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        return getattr(importlib.import_module(f"keras_transfer.deploy.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'keras_transfer.deploy' has no attribute {name!r}")

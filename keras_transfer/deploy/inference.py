@@ -119,7 +119,9 @@ def load_classifier(path: str | os.PathLike, *, resize: str = "resize") -> Class
     if path.suffix == ".keras":
         import keras
 
-        import keras_transfer  # noqa: F401  (registers the toolkit's layers)
+        from keras_transfer import register_serializables
+
+        register_serializables()
 
         model = keras.saving.load_model(path, safe_mode=True)
         size = tuple(int(d) for d in model.input.shape[1:3])

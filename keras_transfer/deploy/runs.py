@@ -133,7 +133,9 @@ def _checked(name: str, path: Path, parity: dict, log: Callable[[str], None]) ->
 def _load_run_model(run_dir: Path):
     import keras
 
-    import keras_transfer  # noqa: F401  (registers the toolkit's layers)
+    from keras_transfer import register_serializables
+
+    register_serializables()
 
     if not (run_dir / "model.keras").is_file():
         raise FileNotFoundError(f"{run_dir} has no model.keras: is it a finished keras_transfer run?")

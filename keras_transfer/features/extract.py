@@ -26,6 +26,7 @@ from keras_transfer._names import unknown_name_message
 from keras_transfer.backbones import HEAD_BLOCK, backbone_blocks, build_backbone
 from keras_transfer.data import DataBundle, DataConfig, load_data
 from keras_transfer.files import atomic_write_bytes
+from keras_transfer.progress import MIN_BATCHES, batches_of, with_progress
 from keras_transfer.training.feature_cache import compiled_forward
 
 POOLINGS = ("avg", "max")
@@ -197,7 +198,7 @@ def _forward(backbone, layers, pooling, dataset) -> tuple[list[np.ndarray], np.n
     step = compiled[key]
     chunks: list[list[np.ndarray]] = [[] for _ in layers]
     labels = []
-    for x, y in dataset:
+    for x, y in with_progress(dataset, batches_of(dataset), "batch", at_least=MIN_BATCHES):
         for chunk, out in zip(chunks, step(x)):
             chunk.append(np.asarray(out, dtype=np.float32))
         labels.append(np.asarray(y))

@@ -77,15 +77,15 @@ def check_stages(model: keras.Model, config: RunConfig, data: DataBundle | None 
     from keras_transfer.config import ConfigError
 
     blocks = list(backbone_blocks(model))
-    for i, stage in enumerate(config.training.stages):
+    for stage in config.training.stages:
         try:
             resolve_trainable(stage.train, blocks)
             block_multipliers(model, stage.train, block_lr=stage.block_lr, base_lr=stage.learning_rate)
         except ValueError as error:
-            raise ConfigError(f"training.stages.{i} ({stage.name}): {error}") from None
+            raise ConfigError(f"training.stages.{stage.name}: {error}") from None
         es = stage.early_stopping
         if data is not None and es is not None and es.monitor.startswith("val_") and "val" not in data.splits:
-            raise ConfigError(f"training.stages.{i}.early_stopping.monitor: {es.monitor} needs a validation split, "
+            raise ConfigError(f"training.stages.{stage.name}.early_stopping.monitor: {es.monitor} needs a validation split, "
                               f"and {config.data.source} has none (data.val_split is 0); monitor "
                               f"{es.monitor.removeprefix('val_')} or set data.val_split")
 
@@ -215,7 +215,10 @@ def _run(config: RunConfig, placement: Placement, strategy, resume: bool, log, o
         saved_es = latest.state.get("early_stopping")
         if saved_es is not None:
             saved_es = {**saved_es, "best_weights": latest.best_weights()}
-        log(f"resuming from {latest.folder.name}: stage {start_stage + 1}, after its epoch {start_epoch}")
+        stages = config.training.stages
+        where = (f"stage '{stages[start_stage].name}', after its epoch {start_epoch}" if start_stage < len(stages)
+                 else "every stage is done")
+        log(f"resuming from {latest.folder.name}: {where}")
     elif resume:
         log("no checkpoint found: starting from the beginning")
 
@@ -269,7 +272,7 @@ def _run_stage(run: _Run, index: int, stage: StageConfig, start_epoch: int, save
             variable.assign(value)
 
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    run.log(f"stage {index + 1}/{len(config.training.stages)} '{stage.name}': training {', '.join(trained)} "
+    run.log(f"stage '{stage.name}' ({index + 1} of {len(config.training.stages)}): training {', '.join(trained)} "
             f"({trainable:,} parameters), {stage.optimizer} lr {run.learning_rate(stage):g} ({stage.lr_schedule})"
             + (", per-block rates" if multipliers else "") + (", on cached features" if cached else ""))
     early = None
