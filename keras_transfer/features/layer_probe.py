@@ -75,11 +75,12 @@ class ProbeResult:
 
 def probe_layers(backbone: keras.Model, data: DataBundle, layers: str | Sequence[str] = "blocks", *,
                  classifier: str = "logistic", pooling: str = "avg", cache_dir: str | Path | None = None,
-                 log: Callable[[str], None] | None = None) -> ProbeResult:
+                 grid: tuple[float, ...] | None = None, log: Callable[[str], None] | None = None) -> ProbeResult:
     """Fit `classifier` on the pooled features of each of `layers` (default: every block) and score it.
 
     Labels must be one class per image. Features come from `extract_features` (cached); the
-    classifier's C is chosen on the validation split when there is one, else by cross-validation.
+    classifier's C is chosen from `grid` (default: `fit_classifier`'s) on the validation split when
+    there is one, else by cross-validation.
     """
     if data.task != "multiclass":
         raise ValueError(f"the layer probe needs one class per image; {data.config.source} is {data.task}")
@@ -92,7 +93,7 @@ def probe_layers(backbone: keras.Model, data: DataBundle, layers: str | Sequence
     for name, keras_layer in resolved.items():
         started = time.perf_counter()
         x, y = features.xy("train", name)
-        fitted = fit_classifier(classifier, x, y, num_classes=data.num_classes,
+        fitted = fit_classifier(classifier, x, y, num_classes=data.num_classes, grid=grid,
                                 validation=features.xy("val", name) if validation else None)
         scores = {split: fitted.score(*features.xy(split, name)) if split in features.splits else None
                   for split in ("train", "val", "test")}
