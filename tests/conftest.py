@@ -61,3 +61,15 @@ def lite0_imagenet_path():
     from keras_transfer.backbones.lite_weights import imagenet_weights_path
 
     return imagenet_weights_path()
+
+
+_LONGEST_FIRST = ("test_notebooks.py", "test_distribute.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Start the longest tests (the notebooks, the multi-process runs) first.
+
+    With one worker per core (pytest-xdist), a two-minute notebook picked up last runs alone
+    while the other worker idles; started first, the short tests fill in around it.
+    """
+    items.sort(key=lambda item: item.path.name not in _LONGEST_FIRST)  # a stable sort keeps the rest in order
