@@ -30,6 +30,9 @@ CACHE_FEATURES = ("auto", "always", "never")
 HEAD_TYPES = ("dense", "logistic", "linear_svm", "knn")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 LR_SCALING = ("none", "linear")
+# `stages` runs every configured stage; `auto` measures the data and runs the best prefix of
+# head / top / full, or Solution II (`keras_transfer.features.advisor.decide`).
+RECIPES = ("stages", "auto")
 EXPORT_FORMATS = ("keras", "saved_model", "tflite", "onnx")
 # What Keras logs per epoch for our losses and metrics (accuracy, or mae for regression).
 MONITORS = tuple(prefix + name for prefix in ("val_", "") for name in ("loss", "accuracy", "mae"))
@@ -138,6 +141,7 @@ class TrainingConfig:
     seed: int = 0
     strategy: str = "auto"
     lr_scaling: str = "none"
+    recipe: str = "stages"
     mixed_precision: bool = False
     jit_compile: Any = "auto"
     stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
@@ -170,6 +174,7 @@ def _constraints() -> dict[str, Constraint]:
         "training.seed": Interval(0, integer=True),
         "training.strategy": OneOf(STRATEGIES),
         "training.lr_scaling": OneOf(LR_SCALING),
+        "training.recipe": OneOf(RECIPES),
         "training.jit_compile": OneOf(("auto", True, False)),
         "export.formats.*": OneOf(EXPORT_FORMATS),
         "training.stages.*.optimizer": OneOf(OPTIMIZERS),
@@ -347,6 +352,11 @@ def _check_choices(config: RunConfig) -> None:
                           f"{backbone}); use data.augment_in: data")
     if config.model.head.type != "dense":
         _check_feature_classifier(config)
+    names = [stage.name for stage in config.training.stages]
+    if config.training.recipe == "auto" and "head" not in names:
+        raise ConfigError("training.recipe: auto runs a prefix of the stages named head, top and full, and "
+                          f"training.stages has {', '.join(repr(n) for n in names)}; name the head stage 'head', "
+                          "or set training.recipe: stages to run every stage as listed")
     seen = set()
     for i, stage in enumerate(config.training.stages):
         if stage.name in seen:

@@ -105,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     check_writable(run_dir)  # before the data is loaded and the model built
     if args.resume:
         check_writable(run_dir / "checkpoints")
+    if config.training.recipe == "auto":  # measured now, so the saved config.yaml is what ran
+        from keras_transfer.features.advisor import resolve_recipe
+
+        config = resolve_recipe(config)
     if config.model.head.type != "dense":
         # Solution II: no epochs to resume; a rerun reads the features from the cache.
         from keras_transfer.features import run_feature_classifier

@@ -38,7 +38,7 @@ def test_a_bare_folder_trains_with_the_photos_recipe_and_names_the_run_after_the
     assert config.data.source == f"folder:{photos}"
     assert config.data.image_size == (224, 224)
     assert "flip" in config.data.augment and config.model.backbone == "efficientnet_lite0"
-    assert [s.name for s in config.training.stages] == ["head", "top"]
+    assert [s.name for s in config.training.stages] == ["head", "top", "full"] and config.training.recipe == "auto"
     assert name == "my_flowers"
 
 

@@ -7,6 +7,7 @@ from keras_transfer.features.classifiers import (
     classifier_model,
     fit_classifier,
 )
+from keras_transfer.features.advisor import decide, measure_data, resolve_recipe
 from keras_transfer.features.extract import Features, extract_features, feature_layers, feature_model
 from keras_transfer.features.solution import run_feature_classifier
 
@@ -15,9 +16,12 @@ __all__ = [
     "FeatureClassifier",
     "Features",
     "classifier_model",
+    "decide",
     "extract_features",
     "feature_layers",
     "feature_model",
     "fit_classifier",
+    "measure_data",
+    "resolve_recipe",
     "run_feature_classifier",
 ]

@@ -11,7 +11,12 @@ to the source. The advisor measures both axes on the user's data instead of aski
   activations against the backbone's BatchNorm statistics (`bn_shift`, when it has BatchNorm):
   above `BN_SHIFT_LIMIT` the network sees inputs unlike its source's.
 
-The thresholds and the experiment that set them are in the README ("Choosing a strategy").
+On top of the placement, `decide` picks the recipe to run: Solution II on the best-probed block,
+the new head only, the head then the top blocks, or those then the whole network (the stages named
+`head`, `top`, `full` of the packaged `photos` config). `python -m keras_transfer.advise` and
+`training.recipe: auto` both call it. The thresholds and the experiments that set them are in the
+README ("Choosing a strategy", "Which recipe"): `benchmarks/bench_advise.py` and
+`benchmarks/bench_recipes.py`.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ class Advice:
     bn_shift: float | None
     size: str
     similarity: str
+    recipe: str = "head"
     reasons: list[str] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
 
@@ -57,32 +63,98 @@ class Advice:
         return f"{self.size}_{self.similarity}"
 
     def explain(self) -> str:
-        """The placement in a few lines, with the measured numbers."""
-        return "\n".join([f"situation: {self.situation.replace('_', ' and ')}", *(f"  - {r}" for r in self.reasons)])
+        """The placement and the recipe in a few lines, with the measured numbers."""
+        return "\n".join([f"situation: {self.situation.replace('_', ' and ')}; recipe: {describe_recipe(self.recipe)}",
+                          *(f"  - {r}" for r in self.reasons)])
+
+
+# The recipe thresholds, from benchmarks/bench_recipes.py (README, "Which recipe"): see `decide`.
+SOLUTION2_BELOW = 30  # different data with fewer examples per class: logistic on the best-probed block
+FINE_TUNE_FROM = 10  # similar data with at least this many per class: fine-tune the top blocks too
+FULL_FROM = 100  # at least this many per class: then fine-tune the whole network
+# The stages each recipe runs, by name, from a config's stage list (the packaged `photos` one).
+RECIPE_STAGES = {"head": ("head",), "top": ("head", "top"), "full": ("head", "top", "full")}
+RECIPES = ("solution2", *RECIPE_STAGES)
+
+
+def describe_recipe(recipe: str) -> str:
+    """A recipe's name in words."""
+    if recipe == "solution2":
+        return "Solution II (logistic regression on the best-probed block)"
+    return "stages " + " -> ".join(RECIPE_STAGES[recipe])
+
+
+@dataclass
+class Decision:
+    """Where the data sits in the four situations, the recipe to run, and why, in numbers."""
+
+    size: str
+    similarity: str
+    recipe: str
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def situation(self) -> str:
+        """One of small_similar, small_different, large_similar, large_different."""
+        return f"{self.size}_{self.similarity}"
+
+
+def decide(examples_per_class: float, probe_gap: float, bn_shift: float | None) -> Decision:
+    """The one decision of the advisor and of `recipe: auto`, from the three measurements.
+
+    `probe_gap` is how much better (a fraction) the best earlier block's linear probe classifies
+    than the top block's; `bn_shift` the mean BatchNorm shift (None without BatchNorm). The
+    placement uses `SMALL_PER_CLASS`, `PROBE_MARGIN` and `BN_SHIFT_LIMIT`; the recipe uses
+    `SOLUTION2_BELOW`, `FINE_TUNE_FROM` and `FULL_FROM`, all set by the benchmarks in the README.
+    """
+    size = "small" if examples_per_class < SMALL_PER_CLASS else "large"
+    probe_says, shift_says = probe_gap > PROBE_MARGIN, bn_shift is not None and bn_shift > BN_SHIFT_LIMIT
+    similarity = "different" if probe_says or shift_says else "similar"
+    signals = [f"probe gap {100 * probe_gap:+.1f} points (limit {100 * PROBE_MARGIN:g})"]
+    if bn_shift is not None:
+        signals.append(f"BatchNorm shift {bn_shift:.2f} (limit {BN_SHIFT_LIMIT:g})")
+    reasons = [f"{examples_per_class:g} training examples per class (median), {', '.join(signals)}: "
+               f"{size} and {similarity}"]
+    if similarity == "different" and examples_per_class < SOLUTION2_BELOW:
+        recipe = "solution2"
+        reasons.append(f"different data with fewer than {SOLUTION2_BELOW} examples per class: a logistic "
+                       "regression on the best-probed block's features (Solution II) beat every fine-tuning "
+                       "recipe on the digits")
+    elif examples_per_class < FINE_TUNE_FROM:
+        recipe = "head"
+        reasons.append(f"fewer than {FINE_TUNE_FROM} examples per class: train the new head only; fine-tuning "
+                       "blocks on so few images did not pay")
+    elif examples_per_class < FULL_FROM:
+        recipe = "top"
+        reasons.append(f"{FINE_TUNE_FROM} to {FULL_FROM} examples per class: the head, then the top blocks "
+                       "with per-block rates")
+    else:
+        recipe = "full"
+        reasons.append(f"{FULL_FROM} or more examples per class: the head, the top blocks, then the whole network")
+    return Decision(size, similarity, recipe, reasons)
 
 
 def place(examples_per_class: float, probe: ProbeResult, bn_shift: float | None) -> tuple[str, str, list[str]]:
-    """(size, similarity, reasons) from the measurements, by the documented thresholds."""
+    """(size, similarity, reasons) from the measurements, by the documented thresholds (see `decide`)."""
     top, best = _top_and_best(probe)
     top_acc, best_acc = probe.accuracy(top.layer), probe.accuracy(best.layer)
-    size = "small" if examples_per_class < SMALL_PER_CLASS else "large"
+    gap = best_acc - top_acc
+    decision = decide(examples_per_class, gap, bn_shift)
+    size, similarity = decision.size, decision.similarity
     reasons = [f"{examples_per_class:g} training examples per class (median) is "
                f"{'below' if size == 'small' else 'at or above'} the {SMALL_PER_CLASS} that makes a set large"]
-    gap = best_acc - top_acc
-    probe_says = gap > PROBE_MARGIN
-    if probe_says:
+    if gap > PROBE_MARGIN:
         reasons.append(f"a linear probe on {best.layer} ({100 * best_acc:.1f}%) beats the top block {top.layer} "
                        f"({100 * top_acc:.1f}%) by {100 * gap:.1f} points (limit {100 * PROBE_MARGIN:g}): the top "
                        "features are specialised away from this data")
     else:
         reasons.append(f"the top block {top.layer} classifies within {100 * PROBE_MARGIN:g} points of the best "
                        f"earlier block ({100 * top_acc:.1f}% vs {100 * best_acc:.1f}% at {best.layer})")
-    shift_says = bn_shift is not None and bn_shift > BN_SHIFT_LIMIT
     if bn_shift is not None:
+        shift_says = bn_shift > BN_SHIFT_LIMIT
         reasons.append(f"the activations sit {bn_shift:.2f} source standard deviations from the BatchNorm statistics "
                        f"(mean over layers; limit {BN_SHIFT_LIMIT:g}): the inputs look "
                        + ("unlike" if shift_says else "like") + " the source's")
-    similarity = "different" if probe_says or shift_says else "similar"
     return size, similarity, reasons
 
 
@@ -118,36 +190,102 @@ def bn_shift(backbone: keras.Model, data: DataBundle, split: str = "train", max_
     return float(np.mean(shifts))
 
 
-def advise(config: RunConfig, backbone: keras.Model, data: DataBundle, *, cache_dir: str | Path | None = None,
-           log: Callable[[str], None] | None = None) -> Advice:
-    """Measure `data` against `backbone`, place it in the four situations and build the config to run.
+@dataclass
+class Measurements:
+    """What the advisor and `recipe: auto` measure: size, the probe of every block, the BatchNorm shift."""
 
-    The recommended config is the packaged one for the situation, with the user's data section,
-    backbone and weights; for a small, different set it cuts the backbone at the best-probed block.
-    """
+    examples_per_class: float
+    num_classes: int
+    probe: ProbeResult
+    bn_shift: float | None
+
+    @property
+    def probe_gap(self) -> float:
+        """How much better the best earlier block classifies than the top block (fraction, >= 0)."""
+        top, best = _top_and_best(self.probe)
+        return self.probe.accuracy(best.layer) - self.probe.accuracy(top.layer)
+
+
+def measure_data(backbone: keras.Model, data: DataBundle, *, cache_dir: str | Path | None = None,
+                 log: Callable[[str], None] | None = None) -> Measurements:
+    """Measure `data` against `backbone`: median training examples per class, a probe of every block, BN shift."""
     counts = data.counts().get("train") or {}
     per_class = float(np.median(list(counts.values()))) if counts else float("inf")
     probe = probe_layers(backbone, data, "blocks", cache_dir=cache_dir, log=log)
-    shift = bn_shift(backbone, data)
-    size, similarity, reasons = place(per_class, probe, shift)
-    top, best = _top_and_best(probe)
-    advice = Advice(per_class, data.num_classes, top.layer, probe.accuracy(top.layer), best.layer,
-                    probe.accuracy(best.layer), shift, size, similarity, reasons)
+    return Measurements(per_class, data.num_classes, probe, bn_shift(backbone, data))
+
+
+def advise(config: RunConfig, backbone: keras.Model, data: DataBundle, *, cache_dir: str | Path | None = None,
+           log: Callable[[str], None] | None = None) -> Advice:
+    """Measure `data` against `backbone`, place it, pick the recipe (`decide`) and build the config to run.
+
+    The recommended config is the packaged `photos` config's model and stages for the recipe (the
+    benchmarked ones), with the user's data section, backbone and weights; for Solution II it is a
+    logistic head on the best-probed block.
+    """
+    m = measure_data(backbone, data, cache_dir=cache_dir, log=log)
+    size, similarity, reasons = place(m.examples_per_class, m.probe, m.bn_shift)
+    decision = decide(m.examples_per_class, m.probe_gap, m.bn_shift)
+    top, best = _top_and_best(m.probe)
+    advice = Advice(m.examples_per_class, data.num_classes, top.layer, m.probe.accuracy(top.layer), best.layer,
+                    m.probe.accuracy(best.layer), m.bn_shift, size, similarity, decision.recipe,
+                    reasons + decision.reasons[1:])
     advice.config = recommended_config(config, advice)
     return advice
 
 
 def recommended_config(config: RunConfig, advice: Advice) -> dict[str, Any]:
-    """The packaged config of `advice.situation`, with the user's data, backbone, weights and cut point."""
-    recommended = yaml.safe_load(packaged_config(advice.situation).read_text())
+    """The packaged `photos` recipe for `advice.recipe`, with the user's data, backbone, weights and cut point."""
+    recommended = yaml.safe_load(packaged_config("photos").read_text())
     mine = to_dict(config)
     recommended["data"] = copy.deepcopy(mine["data"])
     model = recommended.setdefault("model", {})
-    model["backbone"], model["weights"] = mine["model"]["backbone"], mine["model"]["weights"]
-    # A small, different set trains on the generic features of the best-probed block; a large one
-    # keeps the whole network and fine-tunes all of it.
-    model["cut_at"] = advice.best_layer if advice.situation == "small_different" else mine["model"]["cut_at"]
-    if advice.situation == "small_similar":
-        recommended["data"]["augment"] = []  # so the frozen backbone's features are computed once
+    model["backbone"], model["weights"], model["cut_at"] = (mine["model"]["backbone"], mine["model"]["weights"],
+                                                            mine["model"]["cut_at"])
+    recommended["training"]["recipe"] = "stages"
+    recommended["training"]["stages"] = _apply_recipe(recommended, advice.recipe, advice.best_layer)
     from_dict(recommended)  # the advice must itself be a valid config
     return recommended
+
+
+def _apply_recipe(raw: dict[str, Any], recipe: str, best_layer: str) -> list[dict[str, Any]]:
+    """Set `raw` (a config mapping) up for `recipe`; return the stages it keeps."""
+    stages = raw["training"]["stages"]
+    if recipe == "solution2":
+        # Features of the more generic best block, computed once: no augmentation, no epochs.
+        raw["model"]["head"] = {**raw["model"].get("head", {}), "type": "logistic"}
+        raw["model"]["cut_at"] = best_layer
+        raw["data"]["augment"] = []
+        return stages[:1]
+    return [s for s in stages if s.get("name", "head") in RECIPE_STAGES[recipe]]
+
+
+def resolve_recipe(config: RunConfig, *, cache_dir: str | Path | None = None,
+                   log: Callable[[str], None] = print) -> RunConfig:
+    """For `training.recipe: auto`, measure the data, say what was found and why, and return the config to run.
+
+    The returned config runs the stages of the picked recipe (by name: `head`, `top`, `full`) or
+    Solution II on the best-probed block, with `recipe: stages`; configs that are not `auto` come
+    back unchanged. Data that is not one class per image (multilabel, regression) runs every stage.
+    """
+    if config.training.recipe != "auto":
+        return config
+    from keras_transfer.features.extract import backbone_and_data
+
+    raw = to_dict(config)
+    raw["training"]["recipe"] = "stages"
+    backbone, data = backbone_and_data(config)
+    if data.task != "multiclass":
+        log(f"recipe auto: {data.task} data cannot be probed one class per image; running every stage")
+        return from_dict(raw)
+    log(f"recipe auto: measuring {data.config.source} against {backbone.name} (examples per class, a linear probe "
+        "of every block, the BatchNorm shift)")
+    m = measure_data(backbone, data, cache_dir=cache_dir)
+    decision = decide(m.examples_per_class, m.probe_gap, m.bn_shift)
+    _, best = _top_and_best(m.probe)
+    stages = _apply_recipe(raw, decision.recipe, best.layer)
+    raw["training"]["stages"] = stages
+    log(f"recipe auto: {describe_recipe(decision.recipe)}" + (f" on {best.layer}" if decision.recipe == "solution2" else ""))
+    for reason in decision.reasons:
+        log(f"  - {reason}")
+    return from_dict(raw)

@@ -21,7 +21,7 @@ import numpy as np
 import yaml
 
 from keras_transfer.backbones import build_backbone
-from keras_transfer.config import RunConfig, StageConfig, to_dict
+from keras_transfer.config import ConfigError, RunConfig, StageConfig, to_dict
 from keras_transfer.data import DataBundle, load_data
 from keras_transfer.freeze import resolve_trainable
 from keras_transfer.heads import HeadSpec, build_classifier, inference_model
@@ -180,6 +180,10 @@ def run(config: RunConfig, run_dir: str | Path, *, resume: bool = False,
     written: data sources, backbone, layer and block names. `on_stage_end(index, stage, model)`
     is called after each stage (for notebooks that plot as they go, and for tests).
     """
+    if config.training.recipe == "auto":
+        raise ConfigError("training.recipe: auto is decided before training: pass the config through "
+                          "keras_transfer.features.resolve_recipe(config) first (python -m keras_transfer.train "
+                          "does), or set training.recipe: stages")
     run_dir = Path(run_dir)
     strategy = make_strategy(config.training.strategy)
     placement = Placement.for_strategy(strategy, run_dir)
