@@ -94,7 +94,7 @@ def export_run(run_dir: str | os.PathLike, formats: Sequence[str] = ("saved_mode
     if {"tflite", "onnx"} & set(formats):
         from keras_transfer.data import load_data
 
-        data = data or load_data(config.data)
+        data = data or load_data(config.data, task=config.model.task)
         pixels = _split_pixels(data, "val")
     if "tflite" in formats:
         from keras_transfer.deploy.tflite import export_tflite, tflite_parity
