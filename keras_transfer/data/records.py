@@ -169,8 +169,9 @@ def _numeric_column(path: Path, rows: list[tuple[int, str, str]]) -> str | None:
 def _target(path: Path, line: int, column: str, value: str, why: str) -> float:
     number = _number(value)
     if number is None:
+        fix = "name the column 'label'" if column == TARGET_COLUMN else "drop model.task: regression"
         raise ValueError(f"{path}, line {line}: {column} {value!r} is not a number; regression ({why}) needs a "
-                         f"numeric {column} on every row (for classes, use model.task: multiclass and a 'label' column)")
+                         f"numeric {column} on every row (for class names, {fix})")
     if not math.isfinite(number):
         raise ValueError(f"{path}, line {line}: {column} is {value!r}; every regression target must be a finite number")
     return number
