@@ -1,10 +1,10 @@
 """From a data source to train / validation / test `tf.data` pipelines of raw RGB pixels.
 
 `load_data(DataConfig(...))` reads any source (a folder, a CSV, TFDS, an `.npz`, arrays, or an
-embedded dataset), drops and reports bad files, carves seeded stratified splits, applies
-few-shot sampling and class balancing, and returns a `DataBundle` whose datasets yield
-`(float32 pixels in [0, 255] of shape [batch, H, W, 3], labels)`, which the toolkit's models take
-directly.
+embedded dataset), drops and reports bad files, carves seeded stratified splits (random ones for
+regression targets), applies few-shot sampling and class balancing, and returns a `DataBundle`
+whose datasets yield `(float32 pixels in [0, 255] of shape [batch, H, W, 3], labels)`, which the
+toolkit's models take directly.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def source_kind(source: str) -> tuple[str, str]:
 
 @dataclass
 class _Split:
-    """One split's examples: file paths or pixel arrays, with integer (or multi-hot) labels."""
+    """One split's examples: file paths or pixel arrays, with integer (or multi-hot) labels, or float32 targets."""
 
     labels: np.ndarray
     paths: list[str] | None = None
