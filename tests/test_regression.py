@@ -192,16 +192,19 @@ def test_evaluate_and_predict_print_regression_values(trained, capsys):
     assert line["target"] == "target" and line["value"] == pytest.approx(expected, abs=1e-3)
 
 
-def test_saved_model_export_serves_the_same_values(trained):
+def test_saved_model_and_tflite_exports_serve_the_same_values(trained):
     from keras_transfer.deploy import export_run, load_classifier
 
     result, images, _, _ = trained
-    written = export_run(result.run_dir, ["saved_model"], log=lambda _: None, model=result.model)
-    served = load_classifier(written["saved_model"])
-    assert served.regression and served.labels == ["target"]
+    written = export_run(result.run_dir, ["saved_model", "tflite"], log=lambda _: None, model=result.model)
     expected = np.asarray(result.model(images[:2].astype(np.float32), training=False)).reshape(-1)
-    got = [float(served.predict(image)[0]) for image in images[:2]]
-    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
+    for path in (written["saved_model"], written["tflite_float32"]):
+        served = load_classifier(path)
+        assert served.regression and served.labels == ["target"]
+        got = [float(served.predict(image)[0]) for image in images[:2]]
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
+    parity = json.loads((result.run_dir / "export" / "export_report.json").read_text())["tflite_float32"]
+    assert "top1_agreement" not in parity and parity["max_abs_diff"] < 1e-3  # no classes to agree on
 
 
 def test_npz_float_targets_train_end_to_end(tmp_path):
