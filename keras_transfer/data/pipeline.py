@@ -150,7 +150,11 @@ class _Split:
 
 @dataclass
 class DataBundle:
-    """The loaded data: per-split pipelines on demand, class names, counts and the data report."""
+    """The loaded data: per-split pipelines on demand, class names, counts and the data report.
+
+    With `task == "regression"` the labels are float32 targets and `class_names` holds the one
+    target's name (the CSV column, or "target"), so `num_classes` is the head's one output.
+    """
 
     config: DataConfig
     class_names: list[str]
