@@ -137,9 +137,15 @@ def test_solution_ii_heads_refuse_regression_and_point_to_a_dense_head(tmp_path)
     with pytest.raises(ConfigError, match="model.task: regression use model.head.type: dense"):
         from_dict(regression_config(tmp_path, csv, task="regression", head={"type": "logistic"}))
     # Detected from the data, with the config's default task (multiclass): refused when loaded.
-    with pytest.raises(ValueError, match="holds regression targets; use model.head.type: dense"):
+    with pytest.raises(ValueError, match="holds regression targets; train them with python -m keras_transfer.train "
+                                         "and model.head.type: dense"):
         run_feature_classifier(from_dict(regression_config(tmp_path, csv, head={"type": "logistic"})),
                                tmp_path / "run", log=lambda _: None)
+    assert not (tmp_path / "run").exists()
+    from keras_transfer.features.extract import backbone_and_data
+
+    with pytest.raises(ValueError, match="the layer probe classifies one class per image"):  # probe and advise too
+        backbone_and_data(from_dict(regression_config(tmp_path, csv)), purpose="the layer probe")
 
 
 def test_an_accuracy_monitor_is_refused_for_regression_data(tmp_path):
