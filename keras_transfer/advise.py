@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from keras_transfer.features.extract import backbone_and_data
     from keras_transfer.files import atomic_write_text
 
-    backbone, data = backbone_and_data(config)
+    backbone, data = backbone_and_data(config, purpose="the advisor (it probes class accuracy)")
     print(f"measuring {config.data.source} against {backbone.name} ({config.model.weights or 'random'} weights)")
     advice = advise(config, backbone, data, log=print)
     print()

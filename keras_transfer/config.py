@@ -382,8 +382,9 @@ def _check_feature_classifier(config: RunConfig) -> None:
         raise ConfigError(f"model.head.units: a {kind} classifier has no hidden Dense layers; drop units "
                           "or use model.head.type: dense")
     if config.model.task != "multiclass" or config.model.keep_source_top:
+        hint = "; for model.task: regression use model.head.type: dense" if config.model.task == "regression" else ""
         raise ConfigError(f"model.head.type: {kind} classifies one class per image (model.task: multiclass, "
-                          "keep_source_top: false)")
+                          f"keep_source_top: false){hint}")
 
 
 def to_dict(config: RunConfig) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """`python -m keras_transfer.evaluate --run DIR`: accuracy, top-k, per-class precision/recall/F1,
 the confusion matrix and the worst mistakes of a trained run, on any split, or on other data with
-the same classes.
+the same classes. For a regression run: MSE, MAE, RMSE, R^2 and the predicted-vs-true plot.
 
     python -m keras_transfer.evaluate --run runs/default-20261123 [--split test] [--data folder:new_photos] [--tta]
 
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from keras_transfer.training.engine import resolve_task
     from keras_transfer.training.feature_cache import extract
-    from keras_transfer.training.report import classification_metrics
+    from keras_transfer.training.report import classification_metrics, plot_predicted_vs_true, regression_metrics
 
     model_path = args.run / "model.keras"
     if not model_path.is_file():
@@ -96,9 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         # The other data is evaluated as it comes: its own train/val/test folders, nothing carved out.
         data_config = dataclasses.replace(config.data, source=args.data, val_split=0.0, test_split=0.0,
                                           few_shot=None, balance="none")
-    data = load_data(data_config)
+    data = load_data(data_config, task=config.model.task)
     labels = read_labels(args.run / "labels.txt")
-    if data.class_names != labels:
+    if data.task == "regression" and len(labels) != 1:
+        raise ValueError(f"{data_config.source} holds regression targets, and the model of {args.run} classifies "
+                         f"{', '.join(labels)}")
+    if data.class_names != labels and data.task != "regression":
         raise ValueError(f"the data's classes {data.class_names} differ from the model's {labels}")
     split = choose_split(list(data.splits), args.split, other_data=args.data is not None, source=data_config.source)
     model = keras.saving.load_model(model_path, safe_mode=True)
@@ -107,6 +110,22 @@ def main(argv: list[str] | None = None) -> int:
     views = default_views(config.data.augment) if args.tta else ()
     forward = tta_forward(model, views) if args.tta else None
     written = None
+    if task == "regression":
+        outputs, truth = extract(model, dataset) if forward is None else _forward_all(forward, dataset)
+        metrics = regression_metrics(outputs, truth)
+        out = args.out or args.run / "evaluation" / (f"{split}-tta" if args.tta else split)
+        plot = out / "plots" / "predicted_vs_true.png"
+        plot_predicted_vs_true(truth, outputs, plot, title=f"{split} split", target=labels[0])
+        if args.json:
+            print(json.dumps(metrics, indent=1))
+            return 0
+        tta = f", TTA over original + {' + '.join(views)}" if args.tta else ""
+        print(f"{args.run} on {data_config.source} ({split}, {metrics['examples']} images{tta}): regression of "
+              f"{labels[0]!r}")
+        r2 = "undefined (constant targets)" if metrics["r2"] is None else f"{metrics['r2']:.4f}"
+        print("\n".join([f"{'MSE':>16}: {metrics['mse']:.4g}", f"{'MAE':>16}: {metrics['mae']:.4g}",
+                         f"{'RMSE':>16}: {metrics['rmse']:.4g}", f"{'R^2':>16}: {r2}", f"predicted vs true: {plot}"]))
+        return 0
     if task in ("multiclass", "binary"):
         predictions = collect_predictions(model, dataset, paths=data.splits[split].paths, predict=forward)
         outputs = predictions.probabilities if task == "multiclass" else predictions.probabilities[:, 1:]

@@ -107,6 +107,12 @@ def write_labels(path: str | Path, class_names: Iterable[str]) -> Path:
     return atomic_write_text(path, "".join(f"{name}\n" for name in class_names))
 
 
+def is_regression(labels: list[str]) -> bool:
+    """Whether a `labels.txt` belongs to a regression model: it names the one target (a classifier,
+    binary ones included, always names at least two classes)."""
+    return len(labels) == 1
+
+
 def read_labels(path: str | Path) -> list[str]:
     """Read a `labels.txt` written by `write_labels`: the class names in class-index order."""
     return Path(path).read_text().splitlines()

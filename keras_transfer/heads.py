@@ -58,6 +58,7 @@ def build_classifier(
     head: HeadSpec | dict[str, Any] | None = None,
     task: str = "multiclass",
     keep_source_top: bool = False,
+    target_scale: tuple[float, float] | None = None,
 ) -> keras.Model:
     """Attach a new head for `num_classes` target labels to `backbone` and return the classifier.
 
@@ -67,6 +68,9 @@ def build_classifier(
     labels are the same): the backbone must then end in that classifier, e.g.
     `build_backbone(..., include_top=True)`, with exactly `num_classes` outputs. The prediction
     layer computes in float32 so mixed-precision training stays numerically safe.
+    `target_scale=(mean, std)` (regression) ends the head in `head_target_units`, a Rescaling to
+    `mean + std * output`: the Dense layer learns standardised targets, which a new head at an
+    aggressive rate reaches in a few steps, and the model still predicts in the targets' units.
     """
     if task not in TASKS:
         raise ValueError(unknown_name_message("task", task, TASKS))
@@ -100,6 +104,9 @@ def build_classifier(
         x = keras.layers.Dropout(spec.dropout, name="head_dropout")(x)
     outputs, activation = _output_layer(task, num_classes)
     x = keras.layers.Dense(outputs, activation=activation, dtype="float32", name="head_predictions")(x)
+    if target_scale is not None and task == "regression":
+        mean, std = (float(v) for v in target_scale)
+        x = keras.layers.Rescaling(std if std > 0 else 1.0, offset=mean, dtype="float32", name="head_target_units")(x)
     return keras.Model(backbone.input, x, name=f"{backbone.name}_classifier")
 
 

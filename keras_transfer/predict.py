@@ -1,4 +1,4 @@
-"""`python -m keras_transfer.predict`: labels and probabilities for image files, folders and globs.
+"""`python -m keras_transfer.predict`: labels and probabilities (regression: values) for images.
 
     python -m keras_transfer.predict --model runs/x photo.jpg photos/ "more/*.png" [--top-k 3] [--json]
     python -m keras_transfer.predict --backbone efficientnet_lite0 photo.jpg
@@ -49,6 +49,13 @@ def _show(prediction, as_json: bool) -> None:
         if as_json:
             print(json.dumps({"path": prediction.path, "error": prediction.error}), flush=True)
         return
+    if prediction.value is not None:  # a regression model: the target's predicted value
+        (target, _), = prediction.top
+        if as_json:
+            print(json.dumps({"path": prediction.path, "target": target, "value": prediction.value}), flush=True)
+        else:
+            print(f"{prediction.path}: {target} {prediction.value:.6g}", flush=True)
+        return
     (label, probability), *_ = prediction.top
     if as_json:
         print(json.dumps({"path": prediction.path, "label": label, "probability": round(probability, 6),
@@ -60,7 +67,7 @@ def _show(prediction, as_json: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Predict each image and print its top classes; return 1 if any file failed, else 0."""
+    """Predict each image and print its top classes (or its value); return 1 if any file failed, else 0."""
     args = _parser().parse_args(argv)  # first: --help must not wait for TensorFlow
     from keras_transfer.deploy import (
         expand_image_paths,

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from keras_transfer.features.extract import backbone_and_data
     from keras_transfer.features.layer_probe import probe_layers, write_probe
 
-    backbone, data = backbone_and_data(config)
+    backbone, data = backbone_and_data(config, purpose="the layer probe")
     pooling = "max" if config.model.head.pooling == "max" else "avg"
     print(f"probing {backbone.name} on {config.data.source} with {args.classifier} ({pooling} pooled features)")
     result = probe_layers(backbone, data, args.layers or "blocks", classifier=args.classifier, pooling=pooling, log=print)

@@ -1,10 +1,10 @@
 """From a data source to train / validation / test `tf.data` pipelines of raw RGB pixels.
 
 `load_data(DataConfig(...))` reads any source (a folder, a CSV, TFDS, an `.npz`, arrays, or an
-embedded dataset), drops and reports bad files, carves seeded stratified splits, applies
-few-shot sampling and class balancing, and returns a `DataBundle` whose datasets yield
-`(float32 pixels in [0, 255] of shape [batch, H, W, 3], labels)`, which the toolkit's models take
-directly.
+embedded dataset), drops and reports bad files, carves seeded stratified splits (random ones for
+regression targets), applies few-shot sampling and class balancing, and returns a `DataBundle`
+whose datasets yield `(float32 pixels in [0, 255] of shape [batch, H, W, 3], labels)`, which the
+toolkit's models take directly.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def source_kind(source: str) -> tuple[str, str]:
 
 @dataclass
 class _Split:
-    """One split's examples: file paths or pixel arrays, with integer (or multi-hot) labels."""
+    """One split's examples: file paths or pixel arrays, with integer (or multi-hot) labels, or float32 targets."""
 
     labels: np.ndarray
     paths: list[str] | None = None
@@ -150,7 +150,11 @@ class _Split:
 
 @dataclass
 class DataBundle:
-    """The loaded data: per-split pipelines on demand, class names, counts and the data report."""
+    """The loaded data: per-split pipelines on demand, class names, counts and the data report.
+
+    With `task == "regression"` the labels are float32 targets and `class_names` holds the one
+    target's name (the CSV column, or "target"), so `num_classes` is the head's one output.
+    """
 
     config: DataConfig
     class_names: list[str]
@@ -161,17 +165,29 @@ class DataBundle:
 
     @property
     def num_classes(self) -> int:
+        """Outputs of the head: the classes, or 1 for a regression's one target (its name in `class_names`)."""
         return len(self.class_names)
 
     def counts(self) -> dict[str, dict[str, int]]:
-        """Examples per class in each split (after few-shot sampling and balancing)."""
+        """Examples per class in each split (after few-shot sampling and balancing); for regression, per target."""
         out = {}
         for name, split in self.splits.items():
             if split.tfds is not None:
                 continue  # a TFDS split is streamed, never counted up front
+            if self.task == "regression":
+                out[name] = {self.class_names[0]: len(split)}
+                continue
             totals = split.labels.sum(axis=0) if split.labels.ndim == 2 else np.bincount(split.labels, minlength=self.num_classes)
             out[name] = {cls: int(n) for cls, n in zip(self.class_names, totals)}
         return out
+
+    def target_stats(self) -> dict[str, dict[str, float]]:
+        """Per split, the regression target's mean, standard deviation, min and max (empty for classes)."""
+        if self.task != "regression":
+            return {}
+        return {name: {"mean": float(split.labels.mean()), "std": float(split.labels.std()),
+                       "min": float(split.labels.min()), "max": float(split.labels.max())}
+                for name, split in self.splits.items() if len(split)}
 
     def augmentation(self):
         """The augmentation as a `keras.Sequential` to put inside the model (`augment_in: model`), else None."""
@@ -225,6 +241,7 @@ class DataBundle:
             "counts": self.counts(),
             "skipped": [asdict(s) for s in self.skipped],
             "class_weight": self.class_weight,
+            **({"targets": self.target_stats()} if self.task == "regression" else {}),
         }
 
     def write_report(self, path: str | os.PathLike) -> None:
@@ -235,23 +252,30 @@ class DataBundle:
 
 
 def load_data(config: DataConfig, *, x: np.ndarray | None = None, y: np.ndarray | None = None,
-              class_names: list[str] | None = None) -> DataBundle:
+              class_names: list[str] | None = None, task: str | None = None) -> DataBundle:
     """Load `config.source` (or the arrays `x`, `y`) into a `DataBundle` of train/val/test splits.
 
     Arrays: images uint8 in [0, 255] or float in [0, 255], shaped [N, H, W, 3], [N, H, W, 1] or
-    [N, H, W] (grey becomes RGB); labels integers 0..C-1 or strings (classes sorted by name).
-    Errors name the file, folder or key that is wrong and what was expected.
+    [N, H, W] (grey becomes RGB); labels integers 0..C-1 or strings (classes sorted by name), or
+    floats: regression targets. A CSV's numeric `target` column (or `label` values with fractions)
+    is regression too; `task="regression"` (`model.task`) makes integer labels targets as well,
+    and is refused for sources that only have class names. Errors name the file, folder or key
+    that is wrong and what was expected.
     """
+    regression = task == "regression"
     if x is not None:
-        images, labels, names = _arrays(x, y, class_names, where="arrays x, y")
-        return _from_examples(config, {"train": _Split(labels, images=images)}, names, "multiclass", [])
+        images, labels, names = _arrays(x, y, class_names, where="arrays x, y", regression=regression)
+        return _from_examples(config, {"train": _Split(labels, images=images)}, names, _array_task(labels), [])
     kind, argument = source_kind(config.source)
+    if regression and kind in ("embedded", "tfds", "folder"):
+        raise ValueError(f"model.task: regression needs a numeric target per image, and data.source {config.source} "
+                         "has only class names; give a CSV with a 'path,target' header or an .npz whose y is float")
     if kind == "embedded":
         data = load_embedded(argument, config.image_size)
         return _from_examples(config, {"train": _Split(data.labels, images=data.images)},
                               list(data.class_names), "multiclass", [])
     if kind == "npz":
-        return _from_npz(config, Path(argument))
+        return _from_npz(config, Path(argument), regression)
     if kind == "tfds":
         return _from_tfds(config, argument)
     if kind == "folder":
@@ -260,7 +284,7 @@ def load_data(config: DataConfig, *, x: np.ndarray | None = None, y: np.ndarray 
             raise ValueError(f"empty class folder {empty[0]}: every class folder needs at least one image "
                              "(.jpg, .jpeg, .png, .bmp or .gif)")
     else:
-        by_split = {"train": csv_records(Path(argument), config.csv_root)}
+        by_split = {"train": csv_records(Path(argument), config.csv_root, regression=regression)}
     return _from_records(config, by_split)
 
 
@@ -270,6 +294,11 @@ def _from_records(config: DataConfig, by_split: dict[str, Records]) -> DataBundl
     for split, records in by_split.items():
         clean[split], bad = drop_bad_files(records, max_pixels=config.max_pixels)
         skipped.extend(bad)
+    train = clean["train"]
+    if train.targets is not None:
+        targets = np.asarray(train.targets, dtype=np.float32)
+        return _from_examples(config, {"train": _Split(targets, paths=train.paths)}, [train.target_name],
+                              "regression", skipped)
     multilabel = any(len(labels) > 1 for records in clean.values() for labels in records.labels)
     names = sorted({label for labels in clean["train"].labels for label in labels})
     for split, records in clean.items():
@@ -293,6 +322,8 @@ def _from_records(config: DataConfig, by_split: dict[str, Records]) -> DataBundl
 
 def _from_examples(config: DataConfig, splits: dict[str, _Split], names: list[str], task: str,
                    skipped: list[Skipped]) -> DataBundle:
+    if task == "regression":
+        return _regression_splits(config, splits, names, skipped)
     if len(names) < 2:
         raise ValueError(f"{config.source} has {len(names)} class{'es' if len(names) != 1 else ''} "
                          f"({', '.join(names) or 'none'}); a classifier needs at least two")
@@ -323,7 +354,40 @@ def _from_examples(config: DataConfig, splits: dict[str, _Split], names: list[st
     return DataBundle(config, names, task, ordered, skipped, weights)
 
 
-def _arrays(x, y, class_names, *, where: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _regression_splits(config: DataConfig, splits: dict[str, _Split], names: list[str],
+                       skipped: list[Skipped]) -> DataBundle:
+    """Seeded random val/test splits of regression data: stratifying needs classes, targets have none."""
+    if config.few_shot:
+        raise ValueError(f"data.few_shot keeps k images per class, and {config.source} holds regression targets "
+                         "(no classes); drop data.few_shot")
+    if config.balance != "none":
+        raise ValueError(f"data.balance: {config.balance} balances classes, and {config.source} holds regression "
+                         "targets (no classes); use data.balance: none")
+    train = splits["train"]
+    if len(train) < 2:
+        raise ValueError(f"{config.source} has {len(train)} readable image(s); regression needs at least two")
+    removed = 0.0
+    for name, fraction, salt in (("test", config.test_split, 1), ("val", config.val_split, 2)):
+        if name in splits or fraction == 0:
+            continue
+        # One stratum holding everything: stratified_split is then a seeded random split.
+        kept, carved = stratified_split(np.zeros(len(train), dtype=np.int64), fraction / (1.0 - removed),
+                                        config.seed + salt)
+        removed += fraction
+        splits[name] = train.subset(carved)
+        train = train.subset(kept)
+    splits["train"] = train
+    ordered = {k: splits[k] for k in ("train", "val", "test") if k in splits}
+    return DataBundle(config, names, "regression", ordered, skipped, None)
+
+
+def _array_task(labels: np.ndarray) -> str:
+    return "regression" if labels.dtype == np.float32 else "multiclass"
+
+
+def _arrays(x, y, class_names, *, where: str, regression: bool = False) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Checked RGB images and labels: int64 class indices with class names, or, for float `y` (or
+    `regression`), float32 targets [N] with the target's name ("target") as the one name."""
     x = np.asarray(x)
     if y is None:
         raise ValueError(f"{where}: labels y are required with images x")
@@ -345,6 +409,8 @@ def _arrays(x, y, class_names, *, where: str) -> tuple[np.ndarray, np.ndarray, l
         if high <= 1.0:
             raise ValueError(f"{where}: pixels look scaled to [0, 1] (max {high:g}); pass raw [0, 255] pixels "
                              "(multiply by 255): models carry their own preprocessing")
+    if y.dtype.kind == "f" or regression:
+        return x, _float_targets(y, where), ["target"]
     if y.dtype.kind in "USO":
         names = sorted({str(v) for v in y}) if class_names is None else list(class_names)
         index = {n: i for i, n in enumerate(names)}
@@ -357,7 +423,21 @@ def _arrays(x, y, class_names, *, where: str) -> tuple[np.ndarray, np.ndarray, l
     return x, y, names
 
 
-def _from_npz(config: DataConfig, path: Path) -> DataBundle:
+def _float_targets(y: np.ndarray, where: str) -> np.ndarray:
+    if y.dtype.kind in "USO":
+        raise ValueError(f"{where}: model.task: regression needs numeric targets y; got text labels "
+                         f"(e.g. {str(y.reshape(-1)[0])!r})")
+    if y.ndim > 1 and (y.ndim > 2 or y.shape[1] != 1):
+        raise ValueError(f"{where}: regression targets y must be one number per image, shape [N]; got {y.shape}")
+    y = y.astype(np.float32).reshape(-1)
+    bad = np.flatnonzero(~np.isfinite(y))
+    if len(bad):
+        raise ValueError(f"{where}: y[{bad[0]}] is {y[bad[0]]}; every regression target must be a finite number "
+                         f"({len(bad)} are not)")
+    return y
+
+
+def _from_npz(config: DataConfig, path: Path, regression: bool = False) -> DataBundle:
     if not path.is_file():
         raise ValueError(f"npz file {path} does not exist")
     with np.load(path, allow_pickle=False) as archive:  # never unpickle: an .npz can carry objects
@@ -367,8 +447,8 @@ def _from_npz(config: DataConfig, path: Path) -> DataBundle:
         if x_key is None or y_key is None:
             raise ValueError(f"{path}: expected arrays 'x' and 'y' (or 'images' and 'labels'); found {sorted(keys)}")
         names = [str(n) for n in archive["class_names"]] if "class_names" in keys else None
-        images, labels, names = _arrays(archive[x_key], archive[y_key], names, where=str(path))
-    return _from_examples(config, {"train": _Split(labels, images=images)}, names, "multiclass", [])
+        images, labels, names = _arrays(archive[x_key], archive[y_key], names, where=str(path), regression=regression)
+    return _from_examples(config, {"train": _Split(labels, images=images)}, names, _array_task(labels), [])
 
 
 def _from_tfds(config: DataConfig, name: str) -> DataBundle:

@@ -10,6 +10,7 @@ never dies mid-epoch on one.
 from __future__ import annotations
 
 import csv
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,21 +22,30 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 TRAINING_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")  # what tf.io.decode_image reads (PIL's names)
 SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "validation"), "test": ("test",)}
 CSV_COLUMNS = ("path", "label")
+TARGET_COLUMN = "target"  # `path,target`: a numeric target per image, always regression
 
 
 @dataclass
 class Records:
-    """Image paths with their labels (a tuple of class names each; one for single-label data)."""
+    """Image paths with their labels (a tuple of class names each; one for single-label data).
+
+    Regression records carry `targets` (one finite float per image) and `target_name`, the CSV
+    column they came from; their `labels` are then empty tuples.
+    """
 
     paths: list[str] = field(default_factory=list)
     labels: list[tuple[str, ...]] = field(default_factory=list)
+    targets: list[float] | None = None
+    target_name: str | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def subset(self, indices) -> "Records":
         """Return the records at `indices`, in that order."""
-        return Records([self.paths[i] for i in indices], [self.labels[i] for i in indices])
+        targets = [self.targets[i] for i in indices] if self.targets is not None else None
+        return Records([self.paths[i] for i in indices], [self.labels[i] for i in indices], targets,
+                       self.target_name)
 
 
 @dataclass
@@ -77,12 +87,16 @@ def folder_records(root: Path) -> tuple[dict[str, Records], list[str]]:
     return result, empty
 
 
-def csv_records(path: Path, root: str | os.PathLike | None = None) -> Records:
-    """Read a CSV with a `path,label` header; paths relative to the CSV or absolute, labels `a|b`.
+def csv_records(path: Path, root: str | os.PathLike | None = None, *, regression: bool = False) -> Records:
+    """Read a CSV with a `path,label` or `path,target` header; paths relative to the CSV or absolute.
 
-    With `root`, every path (relative or absolute, after resolving `..` and symlinks) must lie
-    inside that folder: a CSV from someone else cannot point training at `../../etc/passwd`. A
-    path outside it is a ValueError naming the line and the path.
+    Labels are class names, `a|b` for several. The column holds regression targets (finite
+    numbers, returned in `Records.targets`) when it is named `target`, when `regression` is set
+    (`model.task: regression`), or when every value is a number and at least one has a fractional
+    part (`2.5`): integer-valued labels stay class names. A target that is not a finite number is
+    a ValueError naming the line. With `root`, every path (relative or absolute, after resolving
+    `..` and symlinks) must lie inside that folder: a CSV from someone else cannot point training
+    at `../../etc/passwd`. A path outside it is a ValueError naming the line and the path.
     """
     if not path.is_file():
         raise ValueError(f"CSV file {path} does not exist")
@@ -92,29 +106,75 @@ def csv_records(path: Path, root: str | os.PathLike | None = None) -> Records:
     with path.open(newline="") as stream:
         reader = csv.DictReader(stream)
         columns = reader.fieldnames or []
-        unknown = [c for c in columns if c not in CSV_COLUMNS]
-        if unknown or set(columns) != set(CSV_COLUMNS):
+        column = TARGET_COLUMN if TARGET_COLUMN in columns else "label"
+        expected = ("path", column)
+        unknown = [c for c in columns if c not in expected]
+        if unknown or set(columns) != set(expected):
             raise ValueError(
-                f"{path}: the header must be exactly 'path,label'; got {','.join(columns) or '(empty file)'}"
-                + (f" (unknown column {unknown[0]!r})" if unknown else "")
+                f"{path}: the header must be exactly 'path,label' (classes) or 'path,target' (regression); "
+                f"got {','.join(columns) or '(empty file)'}" + (f" (unknown column {unknown[0]!r})" if unknown else "")
             )
-        records = Records()
-        for line, row in enumerate(reader, start=2):
-            image = Path(row["path"] or "")
-            image = image if image.is_absolute() else path.parent / image
-            labels = tuple(label.strip() for label in (row["label"] or "").split("|") if label.strip())
-            if not row["path"] or not labels:
-                raise ValueError(f"{path}, line {line}: every row needs a path and at least one label")
-            if confine is not None and not image.resolve().is_relative_to(confine):
-                raise ValueError(f"{path}, line {line}: image path {row['path']!r} is outside "
-                                 f"data.csv_root {confine}")
-            if not image.is_file():
-                raise ValueError(f"{path}, line {line}: image file {image} does not exist")
-            records.paths.append(str(image))
-            records.labels.append(labels)
+        rows = [(line, row["path"] or "", (row[column] or "").strip()) for line, row in enumerate(reader, start=2)]
+    records = Records()
+    for line, name, value in rows:
+        image = Path(name)
+        image = image if image.is_absolute() else path.parent / image
+        if not name or not value:
+            raise ValueError(f"{path}, line {line}: every row needs a path and "
+                             + ("a target" if column == TARGET_COLUMN else "at least one label"))
+        if confine is not None and not image.resolve().is_relative_to(confine):
+            raise ValueError(f"{path}, line {line}: image path {name!r} is outside data.csv_root {confine}")
+        if not image.is_file():
+            raise ValueError(f"{path}, line {line}: image file {image} does not exist")
+        records.paths.append(str(image))
     if not records.paths:
         raise ValueError(f"{path} has a header but no rows")
+    why = ("model.task: regression" if regression else "a 'target' column" if column == TARGET_COLUMN
+           else _numeric_column(path, rows))
+    if why is None:
+        records.labels = [tuple(label.strip() for label in value.split("|") if label.strip()) for _, _, value in rows]
+        empty = next((line for (line, _, _), labels in zip(rows, records.labels) if not labels), None)
+        if empty is not None:
+            raise ValueError(f"{path}, line {empty}: every row needs a path and at least one label")
+        return records
+    records.labels = [() for _ in rows]
+    records.targets = [_target(path, line, column, value, why) for line, _, value in rows]
+    records.target_name = column
     return records
+
+
+def _number(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _numeric_column(path: Path, rows: list[tuple[int, str, str]]) -> str | None:
+    """Why a `label` column holds regression targets (some value has a fraction), or None for class names.
+
+    A column of numbers with fractions and a few words is a typo in a target column, not a
+    set of classes named `0.37`, `cat` and `1.25`: it is refused, naming the first word's line.
+    """
+    numbers = [_number(value) for _, _, value in rows]
+    if not any(n is not None and not (math.isfinite(n) and n.is_integer()) for n in numbers):
+        return None
+    line, _, value = next((row for row, n in zip(rows, numbers) if n is None), (None, None, None))
+    if line is not None:
+        raise ValueError(f"{path}, line {line}: label {value!r} is not a number, but other rows hold numbers "
+                         "with fractions (regression targets); fix the value, or name every row's class in words")
+    return "labels with fractions"
+
+
+def _target(path: Path, line: int, column: str, value: str, why: str) -> float:
+    number = _number(value)
+    if number is None:
+        fix = "name the column 'label'" if column == TARGET_COLUMN else "drop model.task: regression"
+        raise ValueError(f"{path}, line {line}: {column} {value!r} is not a number; regression ({why}) needs a "
+                         f"numeric {column} on every row (for class names, {fix})")
+    if not math.isfinite(number):
+        raise ValueError(f"{path}, line {line}: {column} is {value!r}; every regression target must be a finite number")
+    return number
 
 
 def check_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:

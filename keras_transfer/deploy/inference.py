@@ -31,20 +31,32 @@ def export_keras(model, path: str | os.PathLike) -> Path:
 
 @dataclass
 class Classifier:
-    """A loaded classifier: `predict(pixels uint8 [H, W, 3]) -> probabilities [C]` and its class names."""
+    """A loaded classifier: `predict(pixels uint8 [H, W, 3]) -> probabilities [C]` and its class names.
+
+    A regression model (its labels name one target) predicts `[value]` in the target's units.
+    """
 
     predict: Callable[[np.ndarray], np.ndarray]
     labels: list[str]
     source: Path
 
+    @property
+    def regression(self) -> bool:
+        """True for a regression model: one output, the value of the target `labels[0]`."""
+        from keras_transfer.files import is_regression
+
+        return is_regression(self.labels)
+
 
 @dataclass
 class Prediction:
-    """One image's answer (`top`: (label, probability) best first) or the one-line reason it has none."""
+    """One image's answer (`top`: (label, probability) best first; for regression `value`, the
+    predicted target) or the one-line reason it has none."""
 
     path: str
     top: list[tuple[str, float]] = field(default_factory=list)
     error: str | None = None
+    value: float | None = None
 
 
 def find_run_model(run_dir: str | os.PathLike) -> Path:
@@ -100,22 +112,27 @@ def load_classifier(path: str | os.PathLike, *, resize: str = "resize") -> Class
         serve = tf.saved_model.load(str(path)).signatures["serving_default"]
         asset = path / "assets" / "labels.txt"  # the class names travel inside the SavedModel
         labels = asset.read_text().splitlines() if asset.is_file() else _labels_beside(path)
-        return Classifier(lambda pixels: serve(images=tf.constant(pixels[None], tf.uint8))["probabilities"].numpy()[0],
+        key = "values" if len(labels) == 1 else "probabilities"
+        return Classifier(lambda pixels: serve(images=tf.constant(pixels[None], tf.uint8))[key].numpy()[0],
                           labels, path)
     if path.suffix == ".tflite":
         from keras_transfer.deploy.tflite import tflite_interpreter, tflite_predict
 
         interpreter = tflite_interpreter(path)
         size = tuple(int(d) for d in interpreter.get_input_details()[0]["shape"][1:3])
-        return Classifier(lambda pixels: two_way(tflite_predict(interpreter, resize_rgb(pixels, size, resize)[None]))[0],
-                          _labels_beside(path), path)
+        labels = _labels_beside(path)
+        scores = _scores(labels)
+        return Classifier(lambda pixels: scores(tflite_predict(interpreter, resize_rgb(pixels, size, resize)[None]))[0],
+                          labels, path)
     if path.suffix == ".onnx":
         from keras_transfer.deploy.onnx import onnx_labels, onnx_predict, onnx_session
 
         session = onnx_session(path)
         size = tuple(int(d) for d in session.get_inputs()[0].shape[1:3])
-        return Classifier(lambda pixels: two_way(onnx_predict(session, resize_rgb(pixels, size, resize)[None]))[0],
-                          onnx_labels(session), path)
+        labels = onnx_labels(session)
+        scores = _scores(labels)
+        return Classifier(lambda pixels: scores(onnx_predict(session, resize_rgb(pixels, size, resize)[None]))[0],
+                          labels, path)
     if path.suffix == ".keras":
         import keras
 
@@ -125,9 +142,19 @@ def load_classifier(path: str | os.PathLike, *, resize: str = "resize") -> Class
 
         model = keras.saving.load_model(path, safe_mode=True)
         size = tuple(int(d) for d in model.input.shape[1:3])
-        return Classifier(lambda pixels: two_way(np.asarray(model(resize_rgb(pixels, size, resize)[None], training=False)))[0],
-                          _labels_beside(path), path)
+        labels = _labels_beside(path)
+        scores = _scores(labels)
+        return Classifier(lambda pixels: scores(np.asarray(model(resize_rgb(pixels, size, resize)[None], training=False)))[0],
+                          labels, path)
     raise ValueError(f"--model must be a SavedModel folder, a .keras, .tflite or .onnx file, or a run directory; got {path}")
+
+
+def _scores(labels: list[str]) -> Callable[[np.ndarray], np.ndarray]:
+    """How raw outputs become what `Classifier.predict` returns: class probabilities (a binary
+    model's one sigmoid made two-way), or, for regression, the values as they are."""
+    from keras_transfer.files import is_regression
+
+    return (lambda outputs: np.asarray(outputs, dtype=np.float32)) if is_regression(labels) else two_way
 
 
 def expand_image_paths(items: Iterable[str]) -> list[str]:
@@ -164,6 +191,9 @@ def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS)
 
 def _top(classifier: Classifier, name: str, pixels: np.ndarray, top_k: int) -> Prediction:
     probabilities = np.asarray(classifier.predict(pixels), dtype=np.float64)
+    if classifier.regression:
+        value = float(probabilities.reshape(-1)[0])
+        return Prediction(name, [(classifier.labels[0], value)], value=value)
     order = probabilities.argsort()[::-1][: max(1, min(top_k, len(probabilities)))]
     return Prediction(name, [(classifier.labels[i], float(probabilities[i])) for i in order])
 

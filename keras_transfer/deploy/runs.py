@@ -58,6 +58,7 @@ def export_run(run_dir: str | os.PathLike, formats: Sequence[str] = ("saved_mode
     from keras_transfer.config import load_config
     from keras_transfer.files import (
         atomic_write_text,
+        is_regression,
         make_dir,
         read_labels,
         write_labels,
@@ -71,6 +72,7 @@ def export_run(run_dir: str | os.PathLike, formats: Sequence[str] = ("saved_mode
     out = run_dir / "export"
     check_writable(out)
     class_names = read_labels(run_dir / "labels.txt")
+    regression = is_regression(class_names)
     make_dir(out)
     write_labels(out / "labels.txt", class_names)  # for .keras and .tflite
     written, report = {}, {}
@@ -94,7 +96,7 @@ def export_run(run_dir: str | os.PathLike, formats: Sequence[str] = ("saved_mode
     if {"tflite", "onnx"} & set(formats):
         from keras_transfer.data import load_data
 
-        data = data or load_data(config.data)
+        data = data or load_data(config.data, task=config.model.task)
         pixels = _split_pixels(data, "val")
     if "tflite" in formats:
         from keras_transfer.deploy.tflite import export_tflite, tflite_parity
@@ -103,12 +105,13 @@ def export_run(run_dir: str | os.PathLike, formats: Sequence[str] = ("saved_mode
         for mode in tflite_modes:
             path = export_tflite(model, out / f"model_{mode}.tflite", mode=mode, representative=train)
             written[f"tflite_{mode}"] = path
-            report[f"tflite_{mode}"] = _checked(f"TFLite {mode}", path, tflite_parity(model, path, pixels), log)
+            report[f"tflite_{mode}"] = _checked(f"TFLite {mode}", path, tflite_parity(model, path, pixels), log,
+                                                regression)
     if "onnx" in formats:
         from keras_transfer.deploy.onnx import export_onnx, onnx_parity
 
         path = written["onnx"] = export_onnx(model, out / "model.onnx", class_names)
-        report["onnx"] = _checked("ONNX", path, onnx_parity(model, path, pixels), log)
+        report["onnx"] = _checked("ONNX", path, onnx_parity(model, path, pixels), log, regression)
     # A re-export of some formats keeps the figures of the others, still on disk beside them.
     previous = out / "export_report.json"
     merged = {**(json.loads(previous.read_text()) if previous.is_file() else {}), **report}
@@ -120,8 +123,13 @@ def export_run(run_dir: str | os.PathLike, formats: Sequence[str] = ("saved_mode
     return written
 
 
-def _checked(name: str, path: Path, parity: dict, log: Callable[[str], None]) -> dict:
+def _checked(name: str, path: Path, parity: dict, log: Callable[[str], None], regression: bool = False) -> dict:
     size = path.stat().st_size
+    if regression:  # one value per image: its largest gap is the parity, there is no top-1 to agree on
+        parity = {"images": parity["images"], "max_abs_diff": parity["max_abs_diff"]}
+        log(f"{name}: {path} ({size / 1e6:.1f} MB); on {parity['images']} validation images: "
+            f"max |value - value_keras| {parity['max_abs_diff']:.2e}")
+        return {"path": str(path), "bytes": size, **parity}
     log(f"{name}: {path} ({size / 1e6:.1f} MB); on {parity['images']} validation images: "
         f"max |p - p_keras| {parity['max_abs_diff']:.2e}, top-1 agreement {parity['top1_agreement']:.1%}")
     if parity["top1_agreement"] < AGREEMENT_WARNING:

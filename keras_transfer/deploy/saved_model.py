@@ -54,8 +54,11 @@ def _serving_module(model, labels_file: Path, resize: str, max_pixels: int):
 
     from keras_transfer.images import resize_image
 
+    from keras_transfer.files import is_regression, read_labels
+
     height, width = (int(d) for d in model.input.shape[1:3])
-    binary = int(model.output.shape[-1]) == 1
+    regression = is_regression(read_labels(labels_file))
+    binary = int(model.output.shape[-1]) == 1 and not regression
 
     class Serving(tf.Module):
         def __init__(self):
@@ -68,6 +71,8 @@ def _serving_module(model, labels_file: Path, resize: str, max_pixels: int):
 
         def outputs(self, pixels):
             scores = tf.cast(self.model(pixels, training=False), tf.float32)
+            if regression:  # labels.txt names the one target: values in its units, no classes
+                return {"values": scores}
             if binary:
                 scores = tf.concat([1.0 - scores, scores], axis=-1)
             class_id = tf.argmax(scores, axis=-1)
@@ -100,7 +105,8 @@ def export_saved_model(model, path: str | os.PathLike, class_names: Sequence[str
                        max_pixels: int = DEFAULT_MAX_PIXELS) -> Path:
     """Write a SavedModel with `serving_default` (uint8 images) and `serve_bytes` (encoded images) at `path`.
 
-    Both signatures return `probabilities` [N, C], `class_id` [N] and `label` [N]; images of any
+    Both signatures return `probabilities` [N, C], `class_id` [N] and `label` [N] (a regression
+    model, whose `class_names` is its one target's name, returns `values` [N, 1]); images of any
     size are resized inside with `resize` (the training policy), and `serve_bytes` refuses an image
     whose header declares more than `max_pixels` pixels before decoding it. Needs no keras_transfer
     to serve. The folder is written atomically; for TensorFlow Serving, pass a numbered version

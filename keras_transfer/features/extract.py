@@ -166,10 +166,17 @@ def extract_features(
     return Features(list(resolved), arrays, labels, list(data.class_names), seconds, hits)
 
 
-def backbone_and_data(config) -> tuple[keras.Model, DataBundle]:
-    """The config's frozen backbone (weights and cut point applied, at the data's size) and its data."""
+def backbone_and_data(config, purpose: str | None = None) -> tuple[keras.Model, DataBundle]:
+    """The config's frozen backbone (weights and cut point applied, at the data's size) and its data.
+
+    `purpose` names a tool that scores classes (a Solution II classifier, the layer probe, the
+    advisor): regression data is then refused, before the backbone is built.
+    """
     m = config.model
     data = load_data(config.data)
+    if purpose is not None and data.task == "regression":
+        raise ValueError(f"{purpose} classifies one class per image, and {config.data.source} holds regression "
+                         "targets; train them with python -m keras_transfer.train and model.head.type: dense")
     backbone = build_backbone(m.backbone, weights=m.weights, input_shape=(*config.data.image_size, 3), cut_at=m.cut_at)
     return backbone, data
 

@@ -41,7 +41,7 @@ def run_feature_classifier(config: RunConfig, run_dir: str | Path, *, log: Calla
 def _run(config: RunConfig, run_dir: Path, log: Callable[[str], None], cache_dir) -> RunResult:
     keras.utils.set_random_seed(config.training.seed)
     m, kind = config.model, config.model.head.type
-    backbone, data = backbone_and_data(config)
+    backbone, data = backbone_and_data(config, purpose=f"model.head.type: {kind}")
     start_run_dir(config, run_dir, data, log)
     log(f"Solution II: {kind} on frozen {backbone.name} features ({backbone.layers[-1].name}, "
         f"{m.head.pooling} pooled); training.stages are not used")

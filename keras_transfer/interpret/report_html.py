@@ -94,7 +94,8 @@ def render_report(run_dir: str | Path) -> str:
     if report:
         sections.append(("Data", _data(report)))
     for name, title in (("training_curves", "Training curves (dashed lines: stage boundaries)"),
-                        ("confusion_matrix", "Confusion matrix"), ("misclassified", "Worst mistakes"),
+                        ("confusion_matrix", "Confusion matrix"), ("predicted_vs_true", "Predicted vs true targets"),
+                        ("misclassified", "Worst mistakes"),
                         ("gradcam", "Grad-CAM: where the evidence lies"), ("layer_probe", "Layer probe"),
                         ("block_patches", "What each block sees")):
         if (plots / f"{name}.png").is_file():

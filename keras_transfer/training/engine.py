@@ -35,7 +35,9 @@ from keras_transfer.training.stage import jit_compile, prepare_stage
 from keras_transfer.training.report import (
     classification_metrics,
     plot_confusion_matrix,
+    plot_predicted_vs_true,
     plot_training_curves,
+    regression_metrics,
 )
 
 
@@ -52,9 +54,10 @@ class RunResult:
 
 
 def resolve_task(config: RunConfig, data: DataBundle) -> str:
-    """The model's task: the configured one, or multilabel when the data has several labels per image."""
-    if data.task == "multilabel":
-        return "multilabel"
+    """The model's task: the configured one, or the data's when it has several labels per image
+    (multilabel) or numeric targets (regression: a CSV `target` column, an npz with float y)."""
+    if data.task in ("multilabel", "regression"):
+        return data.task
     return config.model.task
 
 
@@ -65,9 +68,13 @@ def build_model(config: RunConfig, data: DataBundle) -> keras.Model:
                               cut_at=m.cut_at, include_top=m.keep_source_top, augmentation=data.augmentation())
     head = HeadSpec(pooling=m.head.pooling, units=tuple(m.head.units), dropout=m.head.dropout,
                     batch_norm=m.head.batch_norm, activation=m.head.activation)
-    num_classes = 1 if resolve_task(config, data) == "binary" else data.num_classes
-    return build_classifier(backbone, num_classes, head=head, task=resolve_task(config, data),
-                            keep_source_top=m.keep_source_top)
+    task = resolve_task(config, data)
+    num_classes = 1 if task == "binary" else data.num_classes
+    # Regression heads learn standardised targets and rescale them (see build_classifier).
+    stats = data.target_stats().get("train")
+    scale = (stats["mean"], stats["std"]) if stats else None
+    return build_classifier(backbone, num_classes, head=head, task=task, keep_source_top=m.keep_source_top,
+                            target_scale=scale)
 
 
 def check_stages(model: keras.Model, config: RunConfig, data: DataBundle | None = None) -> None:
@@ -84,6 +91,9 @@ def check_stages(model: keras.Model, config: RunConfig, data: DataBundle | None 
         except ValueError as error:
             raise ConfigError(f"training.stages.{stage.name}: {error}") from None
         es = stage.early_stopping
+        if data is not None and data.task == "regression" and es is not None and es.monitor.endswith("accuracy"):
+            raise ConfigError(f"training.stages.{stage.name}.early_stopping.monitor: {es.monitor} is not logged for "
+                              f"regression ({config.data.source} holds numeric targets); use val_loss or val_mae")
         if data is not None and es is not None and es.monitor.startswith("val_") and "val" not in data.splits:
             raise ConfigError(f"training.stages.{stage.name}.early_stopping.monitor: {es.monitor} needs a validation split, "
                               f"and {config.data.source} has none (data.val_split is 0); monitor "
@@ -200,7 +210,7 @@ def _run(config: RunConfig, placement: Placement, strategy, resume: bool, log, o
     keras.utils.set_random_seed(config.training.seed)
     if config.training.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    data = load_data(config.data)
+    data = load_data(config.data, task=config.model.task)
     model = build_model(config, data)
     check_stages(model, config, data)
 
@@ -299,9 +309,15 @@ def _run_stage(run: _Run, index: int, stage: StageConfig, start_epoch: int, save
 def _finish(run: _Run) -> RunResult:
     metrics: dict[str, Any] = {}
     for split in ("val", "test"):
-        if split in run.data.splits and run.task != "regression":
+        if split in run.data.splits:
             outputs, labels = extract(run.model, run.data.dataset(split))
-            metrics[split] = classification_metrics(outputs, labels, run.data.class_names, run.task)
+            if run.task != "regression":
+                metrics[split] = classification_metrics(outputs, labels, run.data.class_names, run.task)
+                continue
+            metrics[split] = regression_metrics(outputs, labels)
+            # The last split scored (test, else val) is the one plotted, as for the confusion matrix.
+            plot_predicted_vs_true(labels, outputs, run.run_dir / "plots" / "predicted_vs_true.png",
+                                   title=f"{split} split", target=run.data.class_names[0])
     return write_results(run.run_dir, run.model, run.data, metrics, run.history, run.log)
 
 
@@ -321,6 +337,9 @@ def write_results(run_dir: Path, model: keras.Model, data: DataBundle, metrics: 
     for split, values in metrics.items():
         if "accuracy" in values:
             log(f"{split} accuracy: {values['accuracy']:.4f} ({values['examples']} images)")
+        if "mae" in values:
+            log(f"{split} MAE {values['mae']:.4g}, RMSE {values['rmse']:.4g}, R^2 {values['r2']:.3f} "
+                f"({values['examples']} images)")
     write_run_insights(run_dir, model, data, metrics, history, log)
     log(f"run directory: {run_dir}")
     return RunResult(run_dir, history, metrics, model, data)
@@ -335,6 +354,11 @@ def _save_model(model: keras.Model, path: Path) -> None:
 def _log_data(data: DataBundle, log: Callable[[str], None]) -> None:
     counts = data.counts()
     sizes = ", ".join(f"{split} {sum(c.values())}" for split, c in counts.items())
+    if data.task == "regression":
+        train = data.target_stats()["train"]
+        log(f"data: {data.config.source}, regression on '{data.class_names[0]}' (train mean {train['mean']:.4g}, "
+            f"std {train['std']:.4g}, range {train['min']:.4g} to {train['max']:.4g}); {sizes}")
+        return
     log(f"data: {data.config.source}, {data.num_classes} classes ({', '.join(data.class_names[:10])}"
         f"{', ...' if data.num_classes > 10 else ''}); {sizes or 'streamed from TFDS'}")
     if data.skipped:

@@ -84,7 +84,7 @@ def lr_find(config: RunConfig, stage: int | str = 0, *, start_lr: float = 1e-7, 
         raise ValueError(f"the sweep needs 0 < start_lr < end_lr, got {start_lr:g} and {end_lr:g}")
     keras.utils.set_random_seed(config.training.seed)
     spec = config.training.stages[stage]
-    data = load_data(config.data)
+    data = load_data(config.data, task=config.model.task)
     model = build_model(config, data)
     if initial_weights is not None:
         if len(initial_weights.weights) != len(model.weights):

@@ -1,4 +1,5 @@
-"""Evaluation metrics and the plots of a run: training curves with stage boundaries, confusion matrix."""
+"""Evaluation metrics and the plots of a run: training curves with stage boundaries, confusion matrix,
+predicted-vs-true targets for regression."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def plot_training_curves(history: list[dict[str, Any]], path: Path) -> None:
     from keras_transfer.plots import new_figure, save_figure
 
     epochs = [row["epoch"] for row in history]
-    panels = [("loss", "loss"), ("accuracy", "accuracy")]
+    panels = [("loss", "loss"), ("accuracy", "accuracy"), ("mae", "MAE")]
     panels = [(key, title) for key, title in panels if any(key in row for row in history)]
     fig, axes = new_figure(1, len(panels), size=(6 * len(panels), 4), squeeze=False)
     for ax, (key, title) in zip(axes[0], panels):
@@ -84,4 +85,39 @@ def plot_confusion_matrix(matrix: list[list[int]], class_names: list[str], path:
     limit = matrix.max() / 2 if matrix.size else 0
     for (i, j), count in np.ndenumerate(matrix):
         ax.text(j, i, str(count), ha="center", va="center", color="white" if count > limit else "black")
+    save_figure(fig, path)
+
+
+def regression_metrics(outputs: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
+    """MSE, MAE, RMSE and R^2 (1 - MSE / variance of the targets) of one split, in the targets' units."""
+    predicted = np.asarray(outputs, dtype=np.float64).reshape(len(targets), -1)[:, 0]
+    truth = np.asarray(targets, dtype=np.float64).reshape(-1)
+    errors = predicted - truth
+    mse = float(np.mean(errors ** 2))
+    variance = float(np.var(truth))
+    return {
+        "examples": int(len(truth)),
+        "mse": mse,
+        "mae": float(np.mean(np.abs(errors))),
+        "rmse": float(np.sqrt(mse)),
+        # R^2 is undefined when every target is the same; NaN would not survive JSON, so None.
+        "r2": 1.0 - mse / variance if variance > 0 else None,
+    }
+
+
+def plot_predicted_vs_true(targets: np.ndarray, outputs: np.ndarray, path: Path, title: str = "",
+                           target: str = "target") -> None:
+    """Predicted against true targets, one dot per image, with the diagonal a perfect model lies on."""
+    from keras_transfer.plots import new_figure, save_figure
+
+    truth = np.asarray(targets, dtype=np.float64).reshape(-1)
+    predicted = np.asarray(outputs, dtype=np.float64).reshape(len(truth), -1)[:, 0]
+    fig, ax = new_figure(size=(5, 5))
+    ax.scatter(truth, predicted, s=12, alpha=0.6)
+    low, high = float(min(truth.min(), predicted.min())), float(max(truth.max(), predicted.max()))
+    ax.plot([low, high], [low, high], color="grey", linestyle="--", linewidth=1, label="predicted = true")
+    ax.set_xlabel(f"true {target}")
+    ax.set_ylabel(f"predicted {target}")
+    ax.set_title(title or "predicted vs true")
+    ax.legend()
     save_figure(fig, path)
