@@ -274,6 +274,9 @@ def resolve_recipe(config: RunConfig, *, cache_dir: str | Path | None = None,
 
     raw = to_dict(config)
     raw["training"]["recipe"] = "stages"
+    if config.model.task in ("multilabel", "regression"):
+        log(f"recipe auto: {config.model.task} data cannot be probed one class per image; running every stage")
+        return from_dict(raw)
     backbone, data = backbone_and_data(config)
     if data.task != "multiclass":
         log(f"recipe auto: {data.task} data cannot be probed one class per image; running every stage")
