@@ -50,9 +50,17 @@ def cache(ds, split, config, name: str, order: Any):
         return ds
     if mode == "memory":
         return ds.cache()
-    folder = Path(config.cache_dir or Path(tempfile.gettempdir()) / "keras_transfer_cache")
+    folder = cache_folder(config)
     folder.mkdir(parents=True, exist_ok=True)
     return ds.cache(disk_cache_prefix(folder / f"{name}_{cache_key(split, config, order)}"))
+
+
+def cache_folder(config) -> Path:
+    """The disk cache's folder: `config.cache_dir`, else `keras_transfer_cache` in the temp folder.
+
+    The pre-scan's manifest (`manifest.py`) lives there too, so one setting moves both.
+    """
+    return Path(config.cache_dir or Path(tempfile.gettempdir()) / "keras_transfer_cache")
 
 
 def disk_cache_prefix(prefix: Path) -> str:

@@ -21,7 +21,8 @@ import numpy as np
 from keras_transfer._names import unknown_name_message
 from keras_transfer.constraints import Interval, OneOf, check_constraints
 from keras_transfer.data.augment import augmentation_layers, augmentation_model
-from keras_transfer.data.cache import CACHE_MODES, cache, cache_mode
+from keras_transfer.data.cache import CACHE_MODES, cache, cache_folder, cache_mode
+from keras_transfer.data.manifest import ScanManifest
 from keras_transfer.data.embedded import EMBEDDED, load_embedded
 from keras_transfer.data.records import Records, Skipped, csv_records, drop_bad_files, folder_records
 from keras_transfer.data.split import BALANCE_MODES, balance_indices, class_weights, few_shot, stratified_split
@@ -261,15 +262,22 @@ def load_data(config: DataConfig, *, x: np.ndarray | None = None, y: np.ndarray 
                              "(.jpg, .jpeg, .png, .bmp or .gif)")
     else:
         by_split = {"train": csv_records(Path(argument), config.csv_root)}
-    return _from_records(config, by_split)
+    return _from_records(config, by_split, Path(argument))
 
 
-def _from_records(config: DataConfig, by_split: dict[str, Records]) -> DataBundle:
+def _from_records(config: DataConfig, by_split: dict[str, Records], source: Path) -> DataBundle:
+    from keras_transfer.progress import MIN_FILES
+
     skipped: list[Skipped] = []
     clean = {}
+    manifest = ScanManifest.open(cache_folder(config), source, config.max_pixels)
     for split, records in by_split.items():
-        clean[split], bad = drop_bad_files(records, max_pixels=config.max_pixels)
+        clean[split], bad = drop_bad_files(records, max_pixels=config.max_pixels, manifest=manifest)
         skipped.extend(bad)
+    manifest.save()
+    if manifest.rechecked + manifest.reused >= MIN_FILES:  # small data stays quiet, as the progress bar does
+        print(f"checked {manifest.rechecked:,} new or changed files, {manifest.reused:,} from the manifest "
+              f"({manifest.store})")
     multilabel = any(len(labels) > 1 for records in clean.values() for labels in records.labels)
     names = sorted({label for labels in clean["train"].labels for label in labels})
     for split, records in clean.items():
