@@ -34,6 +34,7 @@ class ScanManifest:
     identity: str
     base: str
     max_pixels: int
+    given: str = ""
     store: Path | None = None
     entries: dict[str, list] = field(default_factory=dict)
     seen: dict[str, list] = field(default_factory=dict)
@@ -48,21 +49,26 @@ class ScanManifest:
         base = os.path.abspath(source if source.is_dir() else source.parent)
         key = hashlib.blake2b(repr((MANIFEST_VERSION, identity, max_pixels)).encode(), digest_size=12).hexdigest()
         store = Path(folder) / f"scan_{key}.json" if folder is not None else None
-        manifest = cls(identity, base, int(max_pixels), store)
+        given = str(source if source.is_dir() else source.parent)
+        manifest = cls(identity, base, int(max_pixels), given, store)
         if store is not None:
             manifest.entries = _read_entries(store, identity, int(max_pixels))
         return manifest
 
     def key(self, path: str) -> str:
         """`path` relative to the manifest's base folder (the entries' key)."""
+        for prefix in (self.given + os.sep, self.base + os.sep):
+            if path.startswith(prefix) and ".." not in path:  # the common case, without relpath's cost
+                return path[len(prefix):]
         return os.path.relpath(path, self.base)
 
     def known(self, path: str, stat: os.stat_result) -> tuple[bool, str | None]:
         """(True, reason) if `path` is in the manifest with this size and mtime, else (False, None)."""
-        entry = self.entries.get(self.key(path))
+        key = self.key(path)
+        entry = self.entries.get(key)
         if entry is None or entry[0] != stat.st_size or entry[1] != stat.st_mtime_ns:
             return False, None
-        self.seen[self.key(path)] = entry
+        self.seen[key] = entry
         self.reused += 1
         return True, entry[2]
 

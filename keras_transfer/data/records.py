@@ -68,14 +68,25 @@ def folder_records(root: Path) -> tuple[dict[str, Records], list[str]]:
         if not classes:
             raise ValueError(f"{folder} holds no class folders: expected {folder}/<class name>/<image files>")
         for class_dir in classes:
-            files = sorted(p for p in class_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            files = _image_files(class_dir)
             if not files:
                 empty.append(str(class_dir))
-            for path in files:
-                records.paths.append(str(path))
-                records.labels.append((class_dir.name,))
+            records.paths.extend(files)
+            records.labels.extend([(class_dir.name,)] * len(files))
         result[split] = records
     return result, empty
+
+
+def _image_files(folder: Path) -> list[str]:
+    """The image files directly in `folder`, sorted, as strings.
+
+    `os.scandir` knows each entry's type from the directory listing and strings sort without
+    building Path objects: listing 50,000 files took 2.5 s with `iterdir` + `is_file`, most of a
+    rerun that the manifest otherwise answers in a fraction of that.
+    """
+    with os.scandir(folder) as entries:
+        return sorted(entry.path for entry in entries
+                      if entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS)
 
 
 def csv_records(path: Path, root: str | os.PathLike | None = None) -> Records:

@@ -22,7 +22,7 @@ class SquaredHingeSVC:
     optional `init` (a [D + 1, K] array from `solution()`) to warm-start along a path of C.
     """
 
-    def __init__(self, C: float = 1.0, max_iter: int = 1000, tol: float = 1e-5):
+    def __init__(self, C: float = 1.0, max_iter: int = 1000, tol: float = 1e-4):
         self.C, self.max_iter, self.tol = float(C), int(max_iter), float(tol)
 
     def fit(self, z: np.ndarray, y: np.ndarray, init: np.ndarray | None = None) -> "SquaredHingeSVC":
