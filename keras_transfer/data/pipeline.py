@@ -193,14 +193,16 @@ class DataBundle:
             raise ValueError(unknown_name_message("split", split, list(self.splits)))
         training = split == "train" if training is None else training
         cfg, examples = self.config, self.splits[split]
-        cached = cache_mode(examples, cfg) != "none"
+        in_memory = sum(len(s) for s in self.splits.values() if s.tfds is None)  # all splits share the budget
+        cached = cache_mode(examples, cfg, in_memory) != "none"
         ds = _examples(examples)
         shuffled = training and examples.tfds is None
         if shuffled:
             # Shuffle the (cheap) paths or indices before decoding: a shuffle buffer of decoded
             # images would hold the whole set in memory and decode it all before the first batch.
             ds = ds.shuffle(len(examples), seed=cfg.seed, reshuffle_each_iteration=not cached)
-        ds = cache(_decode(ds, examples, cfg), examples, cfg, split, ("shuffled", cfg.seed) if shuffled else "in order")
+        ds = cache(_decode(ds, examples, cfg), examples, cfg, split, ("shuffled", cfg.seed) if shuffled else "in order",
+                   in_memory)
         if training and (cached or examples.tfds is not None):
             ds = ds.shuffle(min(len(examples) or 1024, 1024), seed=cfg.seed + 1, reshuffle_each_iteration=True)
         ds = ds.batch(batch_size or cfg.batch_size)
