@@ -11,7 +11,7 @@ for its time and accuracy (`--skip-liblinear` leaves it out: minutes). Two featu
 2. flowers: EfficientNet-Lite0 (ImageNet) pooled features of ../shared/data/flowers5 at
    `--image-size` (train / validation / test as `load_data` carves them; cached after one run).
 
-    python benchmarks/bench_svm.py [--image-size 128] [--skip-liblinear]
+    python benchmarks/bench_svm.py [--image-size 128] [--skip-liblinear] [--features synthetic,flowers]
 """
 
 from __future__ import annotations
@@ -96,9 +96,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--skip-liblinear", action="store_true", help="leave out the previous solver (minutes)")
+    parser.add_argument("--features", default="synthetic,flowers", help="which feature sets, comma-separated")
     args = parser.parse_args()
-    compare("synthetic", *synthetic(), liblinear=not args.skip_liblinear)
-    compare(f"flowers5, Lite0 at {args.image_size} px", *flowers(args.image_size), liblinear=not args.skip_liblinear)
+    chosen = args.features.split(",")
+    if "synthetic" in chosen:
+        compare("synthetic", *synthetic(), liblinear=not args.skip_liblinear)
+    if "flowers" in chosen:
+        compare(f"flowers5, Lite0 at {args.image_size} px", *flowers(args.image_size), liblinear=not args.skip_liblinear)
 
 
 if __name__ == "__main__":
