@@ -42,7 +42,7 @@ class ScanManifest:
     reused: int = 0
 
     @classmethod
-    def open(cls, folder: Path | None, source: Path, max_pixels: int) -> "ScanManifest":
+    def open(cls, folder: Path | None, source: Path, max_pixels: int) -> ScanManifest:
         """The manifest for `source` (a data folder or CSV file) stored in `folder`, empty if absent or unusable."""
         source = Path(source)
         identity = str(source.resolve())

@@ -25,7 +25,7 @@ class SquaredHingeSVC:
     def __init__(self, C: float = 1.0, max_iter: int = 1000, tol: float = 1e-4):
         self.C, self.max_iter, self.tol = float(C), int(max_iter), float(tol)
 
-    def fit(self, z: np.ndarray, y: np.ndarray, init: np.ndarray | None = None) -> "SquaredHingeSVC":
+    def fit(self, z: np.ndarray, y: np.ndarray, init: np.ndarray | None = None) -> SquaredHingeSVC:
         """Fit on features `z` [N, D] and integer labels `y` [N]; `init` warm-starts the solver."""
         from scipy.optimize import minimize
 
