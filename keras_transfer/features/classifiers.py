@@ -30,7 +30,7 @@ CLASSIFIERS = ("logistic", "linear_svm", "knn")
 C_GRID = tuple(float(c) for c in np.logspace(-4, 4, 9))
 K_GRID = (1, 3, 5, 9, 15)
 # L-BFGS's gradient tolerance for the SVM (on its objective / (C N)): at 1e-4 choosing C took 0.3x
-# logistic regression's time on synthetic 3,000 x 1,280 features and 1.0x on flower features
+# logistic regression's time on synthetic 3,000 x 1,280 features and 1.0-1.2x on flower features
 # (benchmarks/bench_svm.py); 1e-5 took 2.4x as long for the same validation accuracies.
 SVM_TOLERANCE = 1e-4
 
