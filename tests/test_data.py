@@ -314,3 +314,20 @@ def test_fused_geometry_flips_exactly_is_identity_at_zero_strength_and_serialise
     model.save(tmp_path / "aug.keras")
     restored = keras.saving.load_model(tmp_path / "aug.keras")
     assert restored.layers[0].get_config()["zoom"] == 0.2
+
+
+def test_splits_that_together_exceed_the_memory_limit_are_cached_on_disk(tmp_path, monkeypatch):
+    from keras_transfer.data import cache as cache_module
+
+    bundle = load_data(DataConfig(source="digits", image_size=16, augment=(), cache_dir=str(tmp_path)))
+    per_image = 16 * 16 * 3
+    total = sum(len(split) for split in bundle.splits.values())
+    monkeypatch.setattr(cache_module, "MEMORY_CACHE_LIMIT", (len(bundle.splits["train"]) + 1) * per_image)
+    for _ in bundle.dataset("val"):  # val and train each fit, all three splits do not
+        pass
+    assert total * per_image > cache_module.MEMORY_CACHE_LIMIT
+    assert list(tmp_path.glob("val_*.index")), "val was cached in memory beside train and test"
+    monkeypatch.setattr(cache_module, "MEMORY_CACHE_LIMIT", (total + 1) * per_image)
+    for _ in bundle.dataset("test"):
+        pass
+    assert not list(tmp_path.glob("test_*"))

@@ -155,3 +155,39 @@ def test_head_type_mistakes_are_config_errors_naming_the_key(tmp_path):
         load_config(_solution2_config(tmp_path, type="logistic", units=[64]))
     with pytest.raises(ConfigError, match="avg or max"):
         load_config(_solution2_config(tmp_path, type="knn", pooling="flatten"))
+
+
+@pytest.mark.parametrize("classes", [2, 4])
+def test_the_lbfgs_svm_finds_linearsvc_weights(classes):
+    from sklearn.svm import LinearSVC
+
+    from keras_transfer.features.svm import SquaredHingeSVC
+
+    x, y = _blobs(n_per_class=30, classes=classes, dim=12)
+    x = x + np.random.default_rng(3).normal(scale=4.0, size=x.shape)  # overlapping classes: hinge terms active
+    for c in (0.01, 1.0):
+        reference = LinearSVC(C=c, tol=1e-8, max_iter=100_000).fit(x, y)
+        ours = SquaredHingeSVC(C=c, tol=1e-10).fit(x, y)
+        assert ours.coef_.shape == reference.coef_.shape
+        np.testing.assert_allclose(ours.coef_, reference.coef_, atol=1e-4 * np.abs(reference.coef_).max())
+        np.testing.assert_allclose(ours.intercept_, reference.intercept_, atol=1e-3)
+        assert (ours.predict(x) == reference.predict(x)).all()
+
+
+def test_the_warm_started_svm_path_chooses_as_well_as_exhaustive_liblinear():
+    from sklearn.svm import LinearSVC
+
+    x, y = _blobs(n_per_class=40, classes=3, dim=20)
+    noise = np.random.default_rng(4)
+    x = x + noise.normal(scale=5.0, size=x.shape)
+    xv, yv = _blobs(n_per_class=40, classes=3, dim=20, seed=5)
+    xv = xv + noise.normal(scale=5.0, size=xv.shape)
+    svm = fit_classifier("linear_svm", x, y, validation=(xv, yv))
+    z, zv = svm.standardise(x), svm.standardise(xv)
+    exhaustive = [(c, float((LinearSVC(C=c, max_iter=100_000).fit(z, y).predict(zv) == yv).mean()))
+                  for c, _ in svm.selection]
+    best = max(accuracy for _, accuracy in exhaustive)
+    chosen = dict(exhaustive)[svm.chosen["C"]]
+    assert chosen >= best - 1 / len(yv)  # the same C, or one as accurate to within one example
+    for (c, ours), (_, theirs) in zip(svm.selection, exhaustive):
+        assert abs(ours - theirs) <= 2 / len(yv), c

@@ -29,30 +29,45 @@ _KEY_VERSION = 2  # bumped whenever the key's meaning changes, so old cache file
 _OWNED: dict[str, Any] = {}  # shared prefixes this process writes, with their locked `.owner` files
 
 
-def cache_mode(split, config) -> str:
-    """The cache a split gets: `config.cache`, or for `auto` memory if its pixels fit, else disk."""
+def cache_mode(split, config, examples: int | None = None) -> str:
+    """The cache a split gets: `config.cache`, or for `auto` memory if the pixels fit, else disk.
+
+    `examples` counts every split that shares the memory budget (a bundle's train, val and test
+    are cached side by side); by default only `split`'s own. Three splits each under the limit
+    once held more than the limit together.
+    """
     if config.cache != "auto":
         return config.cache
     if split.tfds is not None:
         return "none"
     height, width = config.image_size
-    return "memory" if len(split) * height * width * 3 < MEMORY_CACHE_LIMIT else "disk"
+    count = len(split) if examples is None else max(examples, len(split))
+    return "memory" if count * height * width * 3 < MEMORY_CACHE_LIMIT else "disk"
 
 
-def cache(ds, split, config, name: str, order: Any):
+def cache(ds, split, config, name: str, order: Any, examples: int | None = None):
     """Cache the decoded dataset `ds` of `split` by `config.cache`; `order` tags how it was ordered.
 
     `order` is "in order" for an unshuffled pipeline and ("shuffled", seed) for a training one: the
-    two hold the same examples in different orders, so they never share a file.
+    two hold the same examples in different orders, so they never share a file. `examples`: as
+    in `cache_mode`.
     """
-    mode = cache_mode(split, config)
+    mode = cache_mode(split, config, examples)
     if mode == "none":
         return ds
     if mode == "memory":
         return ds.cache()
-    folder = Path(config.cache_dir or Path(tempfile.gettempdir()) / "keras_transfer_cache")
+    folder = cache_folder(config)
     folder.mkdir(parents=True, exist_ok=True)
     return ds.cache(disk_cache_prefix(folder / f"{name}_{cache_key(split, config, order)}"))
+
+
+def cache_folder(config) -> Path:
+    """The disk cache's folder: `config.cache_dir`, else `keras_transfer_cache` in the temp folder.
+
+    The pre-scan's manifest (`manifest.py`) lives there too, so one setting moves both.
+    """
+    return Path(config.cache_dir or Path(tempfile.gettempdir()) / "keras_transfer_cache")
 
 
 def disk_cache_prefix(prefix: Path) -> str:

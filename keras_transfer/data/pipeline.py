@@ -21,7 +21,8 @@ import numpy as np
 from keras_transfer._names import unknown_name_message
 from keras_transfer.constraints import Interval, OneOf, check_constraints
 from keras_transfer.data.augment import augmentation_layers, augmentation_model
-from keras_transfer.data.cache import CACHE_MODES, cache, cache_mode
+from keras_transfer.data.cache import CACHE_MODES, cache, cache_folder, cache_mode
+from keras_transfer.data.manifest import ScanManifest
 from keras_transfer.data.embedded import EMBEDDED, load_embedded
 from keras_transfer.data.records import Records, Skipped, csv_records, drop_bad_files, folder_records
 from keras_transfer.data.split import BALANCE_MODES, balance_indices, class_weights, few_shot, stratified_split
@@ -208,14 +209,16 @@ class DataBundle:
             raise ValueError(unknown_name_message("split", split, list(self.splits)))
         training = split == "train" if training is None else training
         cfg, examples = self.config, self.splits[split]
-        cached = cache_mode(examples, cfg) != "none"
+        in_memory = sum(len(s) for s in self.splits.values() if s.tfds is None)  # all splits share the budget
+        cached = cache_mode(examples, cfg, in_memory) != "none"
         ds = _examples(examples)
         shuffled = training and examples.tfds is None
         if shuffled:
             # Shuffle the (cheap) paths or indices before decoding: a shuffle buffer of decoded
             # images would hold the whole set in memory and decode it all before the first batch.
             ds = ds.shuffle(len(examples), seed=cfg.seed, reshuffle_each_iteration=not cached)
-        ds = cache(_decode(ds, examples, cfg), examples, cfg, split, ("shuffled", cfg.seed) if shuffled else "in order")
+        ds = cache(_decode(ds, examples, cfg), examples, cfg, split, ("shuffled", cfg.seed) if shuffled else "in order",
+                   in_memory)
         if training and (cached or examples.tfds is not None):
             ds = ds.shuffle(min(len(examples) or 1024, 1024), seed=cfg.seed + 1, reshuffle_each_iteration=True)
         ds = ds.batch(batch_size or cfg.batch_size)
@@ -285,15 +288,22 @@ def load_data(config: DataConfig, *, x: np.ndarray | None = None, y: np.ndarray 
                              "(.jpg, .jpeg, .png, .bmp or .gif)")
     else:
         by_split = {"train": csv_records(Path(argument), config.csv_root, regression=regression)}
-    return _from_records(config, by_split)
+    return _from_records(config, by_split, Path(argument))
 
 
-def _from_records(config: DataConfig, by_split: dict[str, Records]) -> DataBundle:
+def _from_records(config: DataConfig, by_split: dict[str, Records], source: Path) -> DataBundle:
+    from keras_transfer.progress import MIN_FILES
+
     skipped: list[Skipped] = []
     clean = {}
+    manifest = ScanManifest.open(cache_folder(config), source, config.max_pixels)
     for split, records in by_split.items():
-        clean[split], bad = drop_bad_files(records, max_pixels=config.max_pixels)
+        clean[split], bad = drop_bad_files(records, max_pixels=config.max_pixels, manifest=manifest)
         skipped.extend(bad)
+    manifest.save()
+    if manifest.rechecked + manifest.reused >= MIN_FILES:  # small data stays quiet, as the progress bar does
+        print(f"checked {manifest.rechecked:,} new or changed files, {manifest.reused:,} from the manifest "
+              f"({manifest.store})")
     train = clean["train"]
     if train.targets is not None:
         targets = np.asarray(train.targets, dtype=np.float32)

@@ -16,12 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from keras_transfer.data.manifest import ScanManifest
 from keras_transfer.images import DEFAULT_MAX_PIXELS, ImageReadError, image_header
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 TRAINING_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")  # what tf.io.decode_image reads (PIL's names)
 SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "validation"), "test": ("test",)}
-CSV_COLUMNS = ("path", "label")
 TARGET_COLUMN = "target"  # `path,target`: a numeric target per image, always regression
 
 
@@ -77,14 +77,25 @@ def folder_records(root: Path) -> tuple[dict[str, Records], list[str]]:
         if not classes:
             raise ValueError(f"{folder} holds no class folders: expected {folder}/<class name>/<image files>")
         for class_dir in classes:
-            files = sorted(p for p in class_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            files = _image_files(class_dir)
             if not files:
                 empty.append(str(class_dir))
-            for path in files:
-                records.paths.append(str(path))
-                records.labels.append((class_dir.name,))
+            records.paths.extend(files)
+            records.labels.extend([(class_dir.name,)] * len(files))
         result[split] = records
     return result, empty
+
+
+def _image_files(folder: Path) -> list[str]:
+    """The image files directly in `folder`, sorted, as strings.
+
+    `os.scandir` knows each entry's type from the directory listing and strings sort without
+    building Path objects: listing 50,000 files took 2.5 s with `iterdir` + `is_file`, most of a
+    rerun that the manifest otherwise answers in a fraction of that.
+    """
+    with os.scandir(folder) as entries:
+        return sorted(entry.path for entry in entries
+                      if entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS)
 
 
 def csv_records(path: Path, root: str | os.PathLike | None = None, *, regression: bool = False) -> Records:
@@ -178,7 +189,12 @@ def _target(path: Path, line: int, column: str, value: str, why: str) -> float:
 
 
 def check_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
-    """Return why `path` cannot be trained on, or None if the training decoder reads it.
+    """Return why `path` cannot be trained on, or None if the training decoder reads it (see `scan_image`)."""
+    return scan_image(path, max_pixels)[0]
+
+
+def scan_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str | None, tuple[int, int] | None]:
+    """Return (why `path` cannot be trained on, None) or (None, its (height, width)) when training reads it.
 
     The header's size is checked first (a decompression bomb is refused before any decoding),
     then the file is decoded by TensorFlow's decoder, the one the pipeline uses: PIL reads TIFF,
@@ -191,31 +207,52 @@ def check_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
     try:
         header = image_header(path, max_pixels)
     except ImageReadError as error:
-        return error.reason
+        return error.reason, None
     try:
         data = tf.io.read_file(path)
         if header.format in ("JPEG", "MPO"):
             tf.io.decode_jpeg(data, channels=3, ratio=8)
         else:
             tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
-        return None
+        return None, (header.height, header.width)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, tf.errors.UnimplementedError):
         if header.format in TRAINING_FORMATS:
-            return f"unreadable image (truncated or corrupt {header.format} data)"
+            return f"unreadable image (truncated or corrupt {header.format} data)", None
         return (f"{header.format} image, which training cannot decode (it reads "
-                f"{', '.join(TRAINING_FORMATS)}); convert it, e.g. to PNG")
+                f"{', '.join(TRAINING_FORMATS)}); convert it, e.g. to PNG"), None
     except tf.errors.OpError:
-        return "unreadable file"
+        return "unreadable file", None
 
 
-def drop_bad_files(records: Records, threads: int = 8,
-                   max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Records, list[Skipped]]:
-    """Decode every file once; return the usable records and the skipped files with reasons."""
+def drop_bad_files(records: Records, threads: int = 8, max_pixels: int = DEFAULT_MAX_PIXELS,
+                   manifest: ScanManifest | None = None) -> tuple[Records, list[Skipped]]:
+    """Decode every file once; return the usable records and the skipped files with reasons.
+
+    With a `manifest`, a file whose size and modification time match its entry takes the entry's
+    verdict without decoding; every other file is decoded and recorded in the manifest (the
+    caller saves it).
+    """
     from keras_transfer.progress import MIN_FILES, with_progress
 
+    problems: list[str | None] = [None] * len(records.paths)
+    unknown: list[tuple[int, os.stat_result | None]] = []
+    for i, path in enumerate(records.paths):
+        try:
+            stat = os.stat(path)
+        except OSError:
+            unknown.append((i, None))  # scan_image reports it in its own words
+            continue
+        hit, reason = manifest.known(path, stat) if manifest is not None else (False, None)
+        if hit:
+            problems[i] = reason
+        else:
+            unknown.append((i, stat))
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        checked = pool.map(lambda path: check_image(path, max_pixels), records.paths)
-        problems = list(with_progress(checked, len(records.paths), "file", at_least=MIN_FILES))
+        checked = pool.map(lambda item: scan_image(records.paths[item[0]], max_pixels), unknown)
+        for (i, stat), (reason, size) in with_progress(zip(unknown, checked), len(unknown), "file", at_least=MIN_FILES):
+            problems[i] = reason
+            if manifest is not None and stat is not None:
+                manifest.record(records.paths[i], stat, reason, size)
     keep = [i for i, problem in enumerate(problems) if problem is None]
     skipped = [Skipped(path, problem) for path, problem in zip(records.paths, problems) if problem is not None]
     return records.subset(keep), skipped
