@@ -12,8 +12,6 @@ from keras_transfer.config import ConfigError, from_dict, load_config
 from keras_transfer.features import advisor
 from keras_transfer.features.advisor import (
     BN_SHIFT_LIMIT,
-    FINE_TUNE_FROM,
-    FULL_FROM,
     PROBE_MARGIN,
     RECIPE_STAGES,
     SOLUTION2_BELOW,
@@ -36,19 +34,19 @@ def _auto(tmp_path, **data) -> dict:
     return raw
 
 
-def test_similar_data_moves_from_head_to_top_blocks_to_everything_as_examples_grow():
-    assert decide(FINE_TUNE_FROM - 1, **SIMILAR).recipe == "head"
-    assert decide(FINE_TUNE_FROM, **SIMILAR).recipe == "top"
-    assert decide(FULL_FROM - 1, **SIMILAR).recipe == "top"
-    assert decide(FULL_FROM, **SIMILAR).recipe == "full"
+@pytest.mark.parametrize("signal", [SIMILAR, DIFFERENT_BY_PROBE, DIFFERENT_BY_SHIFT],
+                         ids=["similar", "different by probe gap", "different by bn shift"])
+def test_fewer_examples_than_the_threshold_get_solution2_and_more_fine_tune_everything(signal):
+    assert decide(5, **signal).recipe == "solution2"
+    assert decide(SOLUTION2_BELOW - 1, **signal).recipe == "solution2"
+    assert decide(SOLUTION2_BELOW, **signal).recipe == "full"
 
 
-@pytest.mark.parametrize("signal", [DIFFERENT_BY_PROBE, DIFFERENT_BY_SHIFT], ids=["probe gap", "bn shift"])
-def test_few_examples_of_different_data_get_solution2_on_an_earlier_block_and_many_fine_tune(signal):
-    small = decide(SOLUTION2_BELOW - 1, **signal)
-    assert small.similarity == "different" and small.recipe == "solution2"
-    assert decide(max(SOLUTION2_BELOW, FULL_FROM), **signal).recipe == "full"
-    assert decide(SOLUTION2_BELOW - 1, **SIMILAR).recipe != "solution2", "similar data never skips fine-tuning this way"
+def test_similarity_places_the_data_but_only_the_size_picks_the_recipe():
+    similar, different = decide(20, **SIMILAR), decide(20, **DIFFERENT_BY_PROBE)
+    assert (similar.similarity, different.similarity) == ("similar", "different")
+    assert similar.recipe == different.recipe
+    assert "earlier, more generic" in different.reasons[-1] and "earlier" not in similar.reasons[-1]
 
 
 def test_the_decision_states_its_numbers():
