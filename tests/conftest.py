@@ -17,6 +17,13 @@ os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="kt-keras-home-")
 os.environ["KT_CACHE_DIR"] = tempfile.mkdtemp(prefix="kt-feature-cache-")  # never the user's ~/.cache
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KT_SMALL", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Each xdist worker gets its share of the cores for TensorFlow's and oneDNN's thread pools:
+    # two workers each spinning a pool as wide as the machine oversubscribe it. Subprocesses
+    # (notebook kernels, CLI runs) inherit the limit.
+    _share = str(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+    for _name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(_name, _share)
 
 import pytest  # noqa: E402
 
