@@ -177,23 +177,33 @@ def one(cell: str, seed: int, image_size: int, *, peer: bool = True) -> dict:
     return entry
 
 
+def _child(cell: str, seed: int, image_size: int, *flags: str) -> dict:
+    """`one` in a fresh process, so one cell's traces and memory never touch the next; its JSON."""
+    out = subprocess.run([sys.executable, __file__, "one", cell, str(seed), "--image-size", str(image_size), *flags],
+                         capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(f"{cell} seed {seed} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _update(entry: dict, change) -> None:
+    """Apply `change` to the stored copy of `entry` and write the results file again."""
+    entries = _load()
+    for stored in entries:
+        if all(stored[k] == entry[k] for k in ("cell", "seed", "image_size")):
+            change(stored)
+    _save(entries)
+
+
 def redo_peer(cells: list[str], image_size: int) -> None:
     """Rerun the peer of stored entries measured before the BatchNorm fix (kept as keras_guide_literal)."""
     for entry in _load():
         if entry["cell"] not in cells or entry["image_size"] != image_size or "keras_guide_literal" in entry["recipes"]:
             continue
         print(f"{entry['cell']} seed {entry['seed']}: the peer again ...", flush=True)
-        out = subprocess.run([sys.executable, __file__, "one", entry["cell"], str(entry["seed"]), "--image-size",
-                              str(image_size), "--only-peer"], capture_output=True, text=True)
-        if out.returncode:
-            sys.exit(f"{entry['cell']} seed {entry['seed']} failed:\n{out.stderr[-3000:]}")
-        peer = json.loads(out.stdout.strip().splitlines()[-1])
-        entries = _load()
-        for stored in entries:
-            if (stored["cell"], stored["seed"], stored["image_size"]) == (entry["cell"], entry["seed"], image_size):
-                stored["recipes"]["keras_guide_literal"] = stored["recipes"]["keras_guide"]
-                stored["recipes"]["keras_guide"] = peer
-        _save(entries)
+        peer = _child(entry["cell"], entry["seed"], image_size, "--only-peer")
+        _update(entry, lambda stored: stored["recipes"].update(keras_guide_literal=stored["recipes"]["keras_guide"],
+                                                               keras_guide=peer))
         print(f"  {peer['accuracy']:.3f}/{peer['seconds']:.0f}s (as written: "
               f"{entry['recipes']['keras_guide']['accuracy']:.3f})", flush=True)
 
@@ -204,18 +214,9 @@ def redo_ours(cells: list[str], image_size: int) -> None:
         if entry["cell"] not in cells or entry["image_size"] != image_size or entry.get("ours_rerun"):
             continue
         print(f"{entry['cell']} seed {entry['seed']}: our recipes again ...", flush=True)
-        out = subprocess.run([sys.executable, __file__, "one", entry["cell"], str(entry["seed"]), "--image-size",
-                              str(image_size), "--skip-peer"], capture_output=True, text=True)
-        if out.returncode:
-            sys.exit(f"{entry['cell']} seed {entry['seed']} failed:\n{out.stderr[-3000:]}")
-        fresh = json.loads(out.stdout.strip().splitlines()[-1])
-        entries = _load()
-        for stored in entries:
-            if (stored["cell"], stored["seed"], stored["image_size"]) == (entry["cell"], entry["seed"], image_size):
-                stored["measure"] = fresh["measure"]
-                stored["recipes"].update(fresh["recipes"])
-                stored["ours_rerun"] = True
-        _save(entries)
+        fresh = _child(entry["cell"], entry["seed"], image_size, "--skip-peer")
+        _update(entry, lambda stored: (stored["recipes"].update(fresh["recipes"]),
+                                       stored.update(measure=fresh["measure"], ours_rerun=True)))
         print("  " + ", ".join(f"{k} {v['accuracy']:.3f}/{v['seconds']:.0f}s" for k, v in fresh["recipes"].items()),
               flush=True)
 
@@ -239,11 +240,7 @@ def run_matrix(cells: list[str], seeds: list[int], big_seeds: list[int], image_s
                 continue
             print(f"{cell} seed {seed} ...", flush=True)
             started = time.perf_counter()
-            out = subprocess.run([sys.executable, __file__, "one", cell, str(seed), "--image-size", str(image_size)],
-                                 capture_output=True, text=True)
-            if out.returncode:
-                sys.exit(f"{cell} seed {seed} failed:\n{out.stderr[-3000:]}")
-            entry = json.loads(out.stdout.strip().splitlines()[-1])
+            entry = _child(cell, seed, image_size)
             _save(_load() + [entry])
             print(f"  done in {time.perf_counter() - started:.0f} s: " + ", ".join(
                 f"{k} {v['accuracy']:.3f}/{v['seconds']:.0f}s" for k, v in entry["recipes"].items()), flush=True)
