@@ -241,22 +241,23 @@ def recommended_config(config: RunConfig, advice: Advice) -> dict[str, Any]:
     model = recommended.setdefault("model", {})
     model["backbone"], model["weights"], model["cut_at"] = (mine["model"]["backbone"], mine["model"]["weights"],
                                                             mine["model"]["cut_at"])
-    recommended["training"]["recipe"] = "stages"
-    recommended["training"]["stages"] = _apply_recipe(recommended, advice.recipe, advice.best_layer)
+    _apply_recipe(recommended, advice.recipe, advice.best_layer)
     from_dict(recommended)  # the advice must itself be a valid config
     return recommended
 
 
-def _apply_recipe(raw: dict[str, Any], recipe: str, best_layer: str) -> list[dict[str, Any]]:
-    """Set `raw` (a config mapping) up for `recipe`; return the stages it keeps."""
-    stages = raw["training"]["stages"]
+def _apply_recipe(raw: dict[str, Any], recipe: str, best_layer: str) -> None:
+    """Set `raw` (a config mapping) up to run `recipe` as plain stages (`recipe: stages`)."""
+    training = raw["training"]
+    training["recipe"] = "stages"
     if recipe == "solution2":
         # Features of the more generic best block, computed once: no augmentation, no epochs.
         raw["model"]["head"] = {**raw["model"].get("head", {}), "type": "logistic"}
         raw["model"]["cut_at"] = best_layer
         raw["data"]["augment"] = []
-        return stages[:1]
-    return [s for s in stages if s.get("name", "head") in RECIPE_STAGES[recipe]]
+        training["stages"] = training["stages"][:1]
+    else:
+        training["stages"] = [s for s in training["stages"] if s.get("name", "head") in RECIPE_STAGES[recipe]]
 
 
 def resolve_recipe(config: RunConfig, *, cache_dir: str | Path | None = None,
@@ -285,8 +286,7 @@ def resolve_recipe(config: RunConfig, *, cache_dir: str | Path | None = None,
     m = measure_data(backbone, data, cache_dir=cache_dir)
     decision = decide(m.examples_per_class, m.probe_gap, m.bn_shift)
     _, best = _top_and_best(m.probe)
-    stages = _apply_recipe(raw, decision.recipe, best.layer)
-    raw["training"]["stages"] = stages
+    _apply_recipe(raw, decision.recipe, best.layer)
     log(f"recipe auto: {describe_recipe(decision.recipe)}" + (f" on {best.layer}" if decision.recipe == "solution2" else ""))
     for reason in decision.reasons:
         log(f"  - {reason}")
