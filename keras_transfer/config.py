@@ -23,6 +23,7 @@ from keras_transfer._names import unknown_name_message
 from keras_transfer.constraints import Constraint, Interval, OneOf, check_constraints
 from keras_transfer.data.pipeline import DATA_CONSTRAINTS, DataConfig
 from keras_transfer.heads import HEAD_CONSTRAINTS, TASKS
+from keras_transfer.layers import VIEWS
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "warmup_cosine")
@@ -81,8 +82,14 @@ def find_config(name_or_path: str | Path | None) -> Path:
 @dataclass(frozen=True)
 class HeadConfig:
     """The new head: `dense` (a Keras head, see `keras_transfer.heads.HeadSpec`, trained in
-    stages: Solution I) or an external classifier on frozen features (`logistic`, `linear_svm`,
-    `knn`: Solution II, see `keras_transfer.features`)."""
+    stages: fine-tuning) or an external classifier on frozen features (`logistic`, `linear_svm`,
+    `knn`: feature extraction, see `keras_transfer.features`).
+
+    For an external classifier, `layers` names the blocks (or layers) whose pooled features it
+    fits on, concatenated (default: the backbone's output); `views` the fixed views of each image
+    it trains on and averages at prediction (`keras_transfer.layers.VIEWS`: full, flip, zoom,
+    flip_zoom); `C` fixes the regularisation instead of choosing it by cross-validation.
+    """
 
     type: str = "dense"
     pooling: str = "avg"
@@ -90,6 +97,9 @@ class HeadConfig:
     dropout: float = 0.2
     batch_norm: bool = False
     activation: str = "relu"
+    layers: list[str] = field(default_factory=list)
+    views: list[str] = field(default_factory=lambda: ["full"])
+    C: float | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +181,8 @@ def _constraints() -> dict[str, Constraint]:
     table.update({
         "model.task": OneOf(TASKS),
         "model.head.type": OneOf(HEAD_TYPES),
+        "model.head.views.*": OneOf(VIEWS),
+        "model.head.C": Interval(0, closed="neither"),
         "training.seed": Interval(0, integer=True),
         "training.strategy": OneOf(STRATEGIES),
         "training.lr_scaling": OneOf(LR_SCALING),
@@ -352,6 +364,12 @@ def _check_choices(config: RunConfig) -> None:
                           f"{backbone}); use data.augment_in: data")
     if config.model.head.type != "dense":
         _check_feature_classifier(config)
+    else:
+        for key, unset in (("layers", []), ("views", ["full"]), ("C", None)):
+            if getattr(config.model.head, key) != unset:
+                raise ConfigError(f"model.head.{key} is for a classifier on frozen features (model.head.type: "
+                                  "logistic, linear_svm or knn); a dense head trains on the backbone's output "
+                                  "(cut it with model.cut_at)")
     names = [stage.name for stage in config.training.stages]
     if config.training.recipe == "auto" and "head" not in names:
         raise ConfigError("training.recipe: auto runs a prefix of the stages named head, top and full, and "
@@ -381,6 +399,10 @@ def _check_feature_classifier(config: RunConfig) -> None:
     if head.units:
         raise ConfigError(f"model.head.units: a {kind} classifier has no hidden Dense layers; drop units "
                           "or use model.head.type: dense")
+    if not head.views or len(set(head.views)) != len(head.views):
+        raise ConfigError(f"model.head.views must list each view once, some of {', '.join(VIEWS)}; got {head.views}")
+    if kind == "knn" and head.C is not None:
+        raise ConfigError("model.head.C is the regularisation of logistic and linear_svm; knn chooses its k")
     if config.model.task != "multiclass" or config.model.keep_source_top:
         hint = "; for model.task: regression use model.head.type: dense" if config.model.task == "regression" else ""
         raise ConfigError(f"model.head.type: {kind} classifies one class per image (model.task: multiclass, "

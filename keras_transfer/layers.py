@@ -151,3 +151,70 @@ class NearestNeighbours(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "references": self.references, "features": self.features,
                 "num_classes": self.num_classes, "k": self.k}
+
+
+# Fixed views for feature extraction with augmentation (Razavian et al. 2014 averaged the features
+# of crops and mirrors of each image): the whole image, its mirror, a centred crop of `VIEW_ZOOM`
+# of each side scaled back up, and the mirror of that crop.
+VIEWS = ("full", "flip", "zoom", "flip_zoom")
+VIEW_ZOOM = 0.8
+
+
+@keras.saving.register_keras_serializable(package="keras_transfer")
+class MultiView(keras.layers.Layer):
+    """Stack fixed views of every image along the batch axis, view by view: [B, H, W, C] -> [V*B, H, W, C].
+
+    Unlike augmentation, the views are the same in training and inference, so a model that
+    averages its features over them (`ViewMean`) predicts the same way in `evaluate`, `predict`
+    and every export.
+    """
+
+    def __init__(self, views: tuple[str, ...] | list[str] = ("full",), zoom: float = VIEW_ZOOM, **kwargs):
+        super().__init__(**kwargs)
+        unknown = [v for v in views if v not in VIEWS]
+        if unknown or not views:
+            raise ValueError(f"unknown view {unknown[0]!r}; expected some of {', '.join(VIEWS)}" if unknown
+                             else "MultiView needs at least one view")
+        self.views, self.zoom = tuple(views), float(zoom)
+
+    def call(self, images):
+        images = ops.convert_to_tensor(images, dtype=self.compute_dtype)
+        height, width = int(images.shape[1]), int(images.shape[2])
+        crop_h, crop_w = max(1, round(height * self.zoom)), max(1, round(width * self.zoom))
+        top, left = (height - crop_h) // 2, (width - crop_w) // 2
+        out = []
+        for view in self.views:
+            x = images
+            if "zoom" in view:
+                x = ops.image.resize(x[:, top:top + crop_h, left:left + crop_w, :], (height, width),
+                                     interpolation="bilinear", antialias=False)
+            if "flip" in view:
+                x = ops.flip(x, axis=2)
+            out.append(x)
+        return out[0] if len(out) == 1 else ops.concatenate(out, axis=0)
+
+    def compute_output_shape(self, input_shape):
+        batch = None if input_shape[0] is None else input_shape[0] * len(self.views)
+        return (batch, *input_shape[1:])
+
+    def get_config(self):
+        return {**super().get_config(), "views": list(self.views), "zoom": self.zoom}
+
+
+@keras.saving.register_keras_serializable(package="keras_transfer")
+class ViewMean(keras.layers.Layer):
+    """Average view-stacked feature vectors back to one per image: [V*B, D] -> [B, D] (see `MultiView`)."""
+
+    def __init__(self, views: int, **kwargs):
+        super().__init__(**kwargs)
+        self.views = int(views)
+
+    def call(self, x):
+        return ops.mean(ops.reshape(x, (self.views, -1, int(x.shape[-1]))), axis=0)
+
+    def compute_output_shape(self, input_shape):
+        batch = None if input_shape[0] is None else input_shape[0] // self.views
+        return (batch, input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "views": self.views}

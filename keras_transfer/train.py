@@ -67,6 +67,14 @@ def _is_photos(overrides: list[str]) -> bool:
     return bool(sources) and str(yaml.safe_load(sources[-1])) not in EMBEDDED
 
 
+def _named(overrides: list[str]) -> tuple[str, ...]:
+    """The keys of `--set` overrides that name a head, a cut point or stages, which auto must not overrule."""
+    from keras_transfer.features.advisor import NAMED_KEYS
+
+    keys = [o.partition("=")[0].strip() for o in overrides]
+    return tuple(sorted({n for k in keys for n in NAMED_KEYS if k == n or k.startswith(n + ".")}))
+
+
 def _run_name(path: Path, config) -> str:
     """The run folder's stem: the data folder's (or file's) name for your own data, else the config's."""
     from keras_transfer.data.pipeline import source_kind
@@ -108,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     if config.training.recipe == "auto":  # measured now, so the saved config.yaml is what ran
         from keras_transfer.features.advisor import resolve_recipe
 
-        config = resolve_recipe(config)
+        config = resolve_recipe(config, named=_named(args.overrides))
     if config.model.head.type != "dense":
         # Solution II: no epochs to resume; a rerun reads the features from the cache.
         from keras_transfer.features import run_feature_classifier

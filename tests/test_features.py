@@ -138,7 +138,9 @@ def test_train_cli_with_an_external_classifier_writes_a_complete_run(tmp_path):
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     record = json.loads((run_dir / "classifier.json").read_text())
-    assert record["type"] == "logistic" and record["selected_on"] == "validation split"
+    # C by cross-validation over train and val pooled (469 images), the classifier fitted on train.
+    assert record["type"] == "logistic" and "5-fold cross-validation" in record["selected_on"]
+    assert "469 images" in record["selected_on"] and record["train_examples"] == 200
     assert metrics["test"]["accuracy"] > 0.5  # 10 classes: chance is 0.1
     # The saved model alone reproduces the reported test accuracy.
     from keras_transfer.evaluate import main as evaluate

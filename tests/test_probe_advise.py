@@ -31,11 +31,14 @@ def test_probe_cli_covers_every_block_and_writes_json_table_and_plot(tmp_path, c
     out = tmp_path / "probe"
     assert main(["--config", str(_config(tmp_path, few_shot=20)), "--output-dir", str(out)]) == 0
     result = json.loads((out / "probe.json").read_text())
-    assert [row["layer"] for row in result["rows"]] == ["conv1", "conv2", "conv3"]
+    # Every block, then the top blocks' features together (here all three of the tiny network's).
+    assert [row["layer"] for row in result["rows"]] == ["conv1", "conv2", "conv3", "conv1+conv2+conv3"]
     assert all(0.0 <= row["val_accuracy"] <= 1.0 and row["test_accuracy"] is not None for row in result["rows"])
-    assert result["best"] in {"conv1", "conv2", "conv3"}
+    assert all(0.0 <= row["cv_accuracy"] <= 1.0 and row["cv_sem"] >= 0.0 for row in result["rows"])
+    assert result["best"] == result["chosen"] and result["best"] in {row["layer"] for row in result["rows"]}
+    assert "5-fold cross-validation" in result["method"]
     table = (out / "probe.md").read_text()
-    assert table.count("\n| conv") == 3
+    assert table.count("\n| conv") == 4
     assert (out / "plots" / "layer_probe.png").stat().st_size > 1000
     assert "| conv3 |" in capsys.readouterr().out
 

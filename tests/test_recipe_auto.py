@@ -63,7 +63,8 @@ def test_resolving_auto_keeps_the_picked_stages_by_name_or_switches_to_solution2
     config = resolve_recipe(from_dict(_auto(tmp_path, few_shot=5)), log=lines.append)
     assert config.training.recipe == "stages"
     if recipe == "solution2":
-        assert config.model.head.type == "logistic" and config.model.cut_at in ("conv1", "conv2", "conv3")
+        assert config.model.head.type == "logistic" and config.model.cut_at is None
+        assert set(config.model.head.layers) <= {"conv1", "conv2", "conv3"} and config.model.head.C > 0
         assert config.data.augment == ()
     else:
         assert tuple(s.name for s in config.training.stages) == RECIPE_STAGES[recipe]
@@ -88,8 +89,9 @@ def test_resolving_measures_the_data_and_follows_decide(tmp_path):
 def _measured(tmp_path, raw):
     from keras_transfer.features.extract import backbone_and_data
 
-    backbone, data = backbone_and_data(from_dict(raw))
-    m = advisor.measure_data(backbone, data)
+    config = from_dict(raw)
+    backbone, data = backbone_and_data(config)
+    m = advisor.measure_data(backbone, data, views=advisor.auto_views(config.data.augment), prune=True)
     return m.probe_gap, m.bn_shift
 
 

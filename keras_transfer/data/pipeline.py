@@ -345,8 +345,12 @@ def _from_examples(config: DataConfig, splits: dict[str, _Split], names: list[st
         raise ValueError(f"class {missing[0]!r} has no readable training images in {config.source}")
     seed = config.seed
     removed = 0.0  # fractions are shares of all the data, so later carves are scaled up
+    given_val = "val" in splits and "test" not in splits
+    if given_val:
+        print(f"data: {config.source} has its own validation split and no test split: every training image "
+              "trains, and the validation score is the held-out one")
     for name, fraction, salt in (("test", config.test_split, 1), ("val", config.val_split, 2)):
-        if name in splits or fraction == 0:
+        if name in splits or fraction == 0 or (name == "test" and given_val):
             continue
         kept, carved = stratified_split(strata, fraction / (1.0 - removed), seed + salt)
         removed += fraction

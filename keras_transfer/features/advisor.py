@@ -22,6 +22,7 @@ README ("Choosing a strategy", "Which recipe"): `benchmarks/bench_advise.py` and
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -82,7 +83,7 @@ RECIPES = ("solution2", *RECIPE_STAGES)
 def describe_recipe(recipe: str) -> str:
     """A recipe's name in words."""
     if recipe == "solution2":
-        return "Solution II (logistic regression on the best-probed block)"
+        return "feature extraction (a logistic regression on the cross-validated block's features; Solution II)"
     return "stages " + " -> ".join(RECIPE_STAGES[recipe])
 
 
@@ -121,11 +122,11 @@ def decide(examples_per_class: float, probe_gap: float, bn_shift: float | None) 
                f"{size} and {similarity}"]
     if examples_per_class < SOLUTION2_BELOW:
         recipe = "solution2"
-        reasons.append(f"fewer than {SOLUTION2_BELOW} examples per class: a logistic regression on the "
-                       "best-probed block's features (Solution II) matched or beat fine-tuning on such sets, "
-                       "in a fraction of the time; the probe picks the block"
-                       + (", an earlier, more generic one for data unlike the source's" if similarity == "different"
-                          else ""))
+        reasons.append(f"fewer than {SOLUTION2_BELOW} examples per class: a logistic regression on frozen "
+                       "features (feature extraction) matched or beat fine-tuning on such sets, in a fraction of "
+                       "the time; cross-validation picks the block"
+                       + (", perhaps an earlier, more generic one for data unlike the source's"
+                          if similarity == "different" else ""))
     else:
         recipe = "full"
         reasons.append(f"{SOLUTION2_BELOW} or more examples per class: enough to fine-tune; the head, the top "
@@ -136,7 +137,7 @@ def decide(examples_per_class: float, probe_gap: float, bn_shift: float | None) 
 def place(examples_per_class: float, probe: ProbeResult, bn_shift: float | None) -> tuple[str, str, list[str]]:
     """(size, similarity, reasons) from the measurements, by the documented thresholds (see `decide`)."""
     top, best = _top_and_best(probe)
-    top_acc, best_acc = probe.accuracy(top.layer), probe.accuracy(best.layer)
+    top_acc, best_acc = _block_accuracy(probe, top), _block_accuracy(probe, best)
     gap = best_acc - top_acc
     decision = decide(examples_per_class, gap, bn_shift)
     size, similarity = decision.size, decision.similarity
@@ -158,9 +159,39 @@ def place(examples_per_class: float, probe: ProbeResult, bn_shift: float | None)
 
 
 def _top_and_best(probe: ProbeResult):
-    """The top block's row and the best earlier block's row (the top itself when it is the only one)."""
-    top = probe.rows[-1]
-    return top, max(probe.rows[:-1] or [top], key=lambda r: probe.accuracy(r.layer))
+    """The top block's row and the best earlier block's row (the top itself when it is the only one).
+
+    Only single blocks count (not the top blocks concatenated); a tie goes to the deeper block.
+    """
+    singles = [r for r in probe.rows if "+" not in r.layer]
+    top = singles[-1]
+    earlier = singles[:-1] or [top]
+    return top, max(reversed(earlier), key=lambda r: _block_accuracy(probe, r))
+
+
+def _block_accuracy(probe: ProbeResult, row) -> float:
+    """A block's accuracy for the probe gap: cross-validated when every block was, else the ridge proxy's for all."""
+    singles = [r for r in probe.rows if "+" not in r.layer]
+    if all(r.cv_accuracy is not None and not np.isnan(r.cv_accuracy) for r in singles):
+        return float(row.cv_accuracy)
+    if row.proxy_accuracy is not None:
+        return float(row.proxy_accuracy)
+    return probe.accuracy(row.layer)
+
+
+def auto_views(augment: Any) -> tuple[str, ...]:
+    """The fixed views auto's feature extraction trains and predicts on: the mirror where the data's
+    augmentation mirrors images (`flip`), else a centred crop where it zooms, else the image alone.
+
+    Two views cost two forward passes per image, about what the 5-epoch head recipe spends; four
+    (mirrors of crops too) scored no better on flower photos (README, "Which recipe").
+    """
+    names = set(augment.keys() if isinstance(augment, dict) else augment or ())
+    if "flip" in names:
+        return ("full", "flip")
+    if "zoom" in names:
+        return ("full", "zoom")
+    return ("full",)
 
 
 def bn_shift(backbone: keras.Model, data: DataBundle, split: str = "train", max_batches: int = 8) -> float | None:
@@ -197,21 +228,28 @@ class Measurements:
     num_classes: int
     probe: ProbeResult
     bn_shift: float | None
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def probe_gap(self) -> float:
         """How much better the best earlier block classifies than the top block (fraction, >= 0)."""
         top, best = _top_and_best(self.probe)
-        return self.probe.accuracy(best.layer) - self.probe.accuracy(top.layer)
+        return _block_accuracy(self.probe, best) - _block_accuracy(self.probe, top)
 
 
 def measure_data(backbone: keras.Model, data: DataBundle, *, cache_dir: str | Path | None = None,
+                 views: tuple[str, ...] = ("full",), prune: bool = False, seed: int = 0,
                  log: Callable[[str], None] | None = None) -> Measurements:
-    """Measure `data` against `backbone`: median training examples per class, a probe of every block, BN shift."""
+    """Measure `data` against `backbone`: median training examples per class, a probe of every block
+    (cross-validated, see `probe_layers`), the BatchNorm shift; `seconds` says what each part cost."""
     counts = data.counts().get("train") or {}
     per_class = float(np.median(list(counts.values()))) if counts else float("inf")
-    probe = probe_layers(backbone, data, "blocks", cache_dir=cache_dir, log=log)
-    return Measurements(per_class, data.num_classes, probe, bn_shift(backbone, data))
+    probe = probe_layers(backbone, data, "blocks", cache_dir=cache_dir, views=views, prune=prune,
+                         score_splits=not prune, seed=seed, log=log)
+    started = time.perf_counter()
+    shift = bn_shift(backbone, data)
+    seconds = {"features": probe.feature_seconds, **probe.seconds, "bn_shift": round(time.perf_counter() - started, 3)}
+    return Measurements(per_class, data.num_classes, probe, shift, seconds)
 
 
 def advise(config: RunConfig, backbone: keras.Model, data: DataBundle, *, cache_dir: str | Path | None = None,
@@ -220,20 +258,23 @@ def advise(config: RunConfig, backbone: keras.Model, data: DataBundle, *, cache_
 
     The recommended config is the packaged `photos` config's model and stages for the recipe (the
     benchmarked ones), with the user's data section, backbone and weights; for Solution II it is a
-    logistic head on the best-probed block.
+    logistic head on the block (or top blocks) and C that cross-validation chose, with auto's views.
     """
-    m = measure_data(backbone, data, cache_dir=cache_dir, log=log)
+    views = auto_views(config.data.augment)
+    m = measure_data(backbone, data, cache_dir=cache_dir, views=views, seed=config.training.seed, log=log)
     size, similarity, reasons = place(m.examples_per_class, m.probe, m.bn_shift)
     decision = decide(m.examples_per_class, m.probe_gap, m.bn_shift)
-    top, best = _top_and_best(m.probe)
+    top, _ = _top_and_best(m.probe)
+    best = m.probe.best()
     advice = Advice(m.examples_per_class, data.num_classes, top.layer, m.probe.accuracy(top.layer), best.layer,
                     m.probe.accuracy(best.layer), m.bn_shift, size, similarity, decision.recipe,
-                    reasons + decision.reasons[1:])
-    advice.config = recommended_config(config, advice)
+                    reasons + decision.reasons[1:] + m.probe.reasons[:2])
+    advice.config = recommended_config(config, advice, best.C, views)
     return advice
 
 
-def recommended_config(config: RunConfig, advice: Advice) -> dict[str, Any]:
+def recommended_config(config: RunConfig, advice: Advice, C: float | None = None,
+                       views: tuple[str, ...] = ("full",)) -> dict[str, Any]:
     """The packaged `photos` recipe for `advice.recipe`, with the user's data, backbone, weights and cut point."""
     recommended = yaml.safe_load(packaged_config("photos").read_text())
     mine = to_dict(config)
@@ -241,32 +282,42 @@ def recommended_config(config: RunConfig, advice: Advice) -> dict[str, Any]:
     model = recommended.setdefault("model", {})
     model["backbone"], model["weights"], model["cut_at"] = (mine["model"]["backbone"], mine["model"]["weights"],
                                                             mine["model"]["cut_at"])
-    _apply_recipe(recommended, advice.recipe, advice.best_layer)
+    _apply_recipe(recommended, advice.recipe, advice.best_layer.split("+"), C, views)
     from_dict(recommended)  # the advice must itself be a valid config
     return recommended
 
 
-def _apply_recipe(raw: dict[str, Any], recipe: str, best_layer: str) -> None:
+def _apply_recipe(raw: dict[str, Any], recipe: str, layers: list[str], C: float | None = None,
+                  views: tuple[str, ...] = ("full",)) -> None:
     """Set `raw` (a config mapping) up to run `recipe` as plain stages (`recipe: stages`)."""
     training = raw["training"]
     training["recipe"] = "stages"
     if recipe == "solution2":
-        # Features of the more generic best block, computed once: no augmentation, no epochs.
-        raw["model"]["head"] = {**raw["model"].get("head", {}), "type": "logistic"}
-        raw["model"]["cut_at"] = best_layer
+        # A logistic regression on the chosen blocks' features, computed once per view: no epochs.
+        head = {k: v for k, v in raw["model"].get("head", {}).items() if k in ("pooling",)}
+        raw["model"]["head"] = {**head, "type": "logistic", "layers": list(layers), "views": list(views),
+                                "C": None if C is None else float(C)}
         raw["data"]["augment"] = []
         training["stages"] = training["stages"][:1]
     else:
         training["stages"] = [s for s in training["stages"] if s.get("name", "head") in RECIPE_STAGES[recipe]]
 
 
-def resolve_recipe(config: RunConfig, *, cache_dir: str | Path | None = None,
+# What a user names that auto must not overrule: the head, the cut point, the stages.
+NAMED_KEYS = ("model.head.type", "model.head.layers", "model.head.C", "model.head.views", "model.cut_at",
+              "training.stages")
+
+
+def resolve_recipe(config: RunConfig, *, named: tuple[str, ...] = (), cache_dir: str | Path | None = None,
                    log: Callable[[str], None] = print) -> RunConfig:
     """For `training.recipe: auto`, measure the data, say what was found and why, and return the config to run.
 
-    The returned config runs the stages of the picked recipe (by name: `head`, `top`, `full`) or
-    Solution II on the best-probed block, with `recipe: stages`; configs that are not `auto` come
-    back unchanged. Data that is not one class per image (multilabel, regression) runs every stage.
+    The returned config runs the stages of the picked recipe (by name: `head`, `top`, `full`) or a
+    logistic regression on the block (or top blocks), C and views that cross-validation chose,
+    with `recipe: stages`; configs that are not `auto` come back unchanged. What the user named
+    wins: a head type other than dense, a cut point, or any of `named` (the `NAMED_KEYS` given on
+    the command line) runs as given, without the measurement. Data that is not one class per
+    image (multilabel, regression) runs every stage.
     """
     if config.training.recipe != "auto":
         return config
@@ -274,20 +325,32 @@ def resolve_recipe(config: RunConfig, *, cache_dir: str | Path | None = None,
 
     raw = to_dict(config)
     raw["training"]["recipe"] = "stages"
+    named = tuple(named) + (("model.head.type",) if config.model.head.type != "dense" else ()) \
+        + (("model.cut_at",) if config.model.cut_at else ())
+    if named:
+        log(f"recipe auto: you named {', '.join(sorted(set(named)))}, so the config runs as given, without the "
+            "measurement")
+        return from_dict(raw)
     if config.model.task in ("multilabel", "regression"):
         log(f"recipe auto: {config.model.task} data cannot be probed one class per image; running every stage")
         return from_dict(raw)
+    started = time.perf_counter()
     backbone, data = backbone_and_data(config)
     if data.task != "multiclass":
         log(f"recipe auto: {data.task} data cannot be probed one class per image; running every stage")
         return from_dict(raw)
-    log(f"recipe auto: measuring {data.config.source} against {backbone.name} (examples per class, a linear probe "
-        "of every block, the BatchNorm shift)")
-    m = measure_data(backbone, data, cache_dir=cache_dir)
+    views = auto_views(config.data.augment)
+    log(f"recipe auto: measuring {data.config.source} against {backbone.name} (examples per class, every block "
+        f"cross-validated{' on ' + ' and '.join(views) + ' views' if len(views) > 1 else ''}, the BatchNorm shift)")
+    m = measure_data(backbone, data, cache_dir=cache_dir, views=views, prune=True, seed=config.training.seed)
     decision = decide(m.examples_per_class, m.probe_gap, m.bn_shift)
-    _, best = _top_and_best(m.probe)
-    _apply_recipe(raw, decision.recipe, best.layer)
-    log(f"recipe auto: {describe_recipe(decision.recipe)}" + (f" on {best.layer}" if decision.recipe == "solution2" else ""))
-    for reason in decision.reasons:
+    best = m.probe.best()
+    _apply_recipe(raw, decision.recipe, best.layer.split("+"), best.C, views)
+    total = time.perf_counter() - started
+    costs = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in m.seconds.items())
+    log(f"recipe auto: {describe_recipe(decision.recipe)}"
+        + (f" on {best.layer}, C = {best.C:g}" if decision.recipe == "solution2" else "")
+        + f" (measured in {total:.1f} s: {costs})")
+    for reason in decision.reasons + (m.probe.reasons if decision.recipe == "solution2" else []):
         log(f"  - {reason}")
     return from_dict(raw)

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import keras
 import numpy as np
 
 from keras_transfer._names import unknown_name_message
 from keras_transfer.features.svm import SquaredHingeSVC
-from keras_transfer.layers import NearestNeighbours
+from keras_transfer.layers import MultiView, NearestNeighbours, ViewMean
 
 CLASSIFIERS = ("logistic", "linear_svm", "knn")
 # Kornblith et al. searched 45 values of C from 1e-6 to 1e5; nine decades cover the optimum on
@@ -93,8 +93,8 @@ def fit_classifier(
 ) -> FeatureClassifier:
     """Fit a `kind` classifier ("logistic", "linear_svm" or "knn") on features `x`, labels `y`.
 
-    The regularisation C (or kNN's k) is chosen from `grid` (default `C_GRID` / `K_GRID`) by
-    accuracy on `validation` when given, else by stratified k-fold cross-validation on (x, y)
+    The regularisation C (or kNN's k) is chosen from `grid` (default `C_GRID` / `K_GRID`; one
+    value is taken as given) by accuracy on `validation` when given, else by stratified k-fold cross-validation on (x, y)
     (k = min(5, smallest class count); with one example of some class, no choice is made and
     the grid's middle value is used). Labels are integer class indices.
     """
@@ -120,7 +120,9 @@ def fit_classifier(
         grid = tuple(k for k in grid if k <= len(z)) or (1,)
 
     selection, selected_on, path = [], "none", {}
-    if validation is not None and len(validation[1]):
+    if len(grid) == 1:
+        selected_on = "given"
+    elif validation is not None and len(validation[1]):
         zv = (np.asarray(validation[0], dtype=np.float64) - scaler.mean_) / scale
         selection = _select(kind, grid, [(z, y, zv, np.asarray(validation[1]).reshape(-1))], seed, path)
         selected_on = "validation split"
@@ -188,18 +190,35 @@ def linear_weights(estimator) -> tuple[np.ndarray, np.ndarray]:
     return coef.T, intercept
 
 
-def classifier_model(backbone: keras.Model, classifier: FeatureClassifier, layer: str | None = None,
-                     pooling: str = "avg") -> keras.Model:
+def classifier_model(backbone: keras.Model, classifier: FeatureClassifier, layer: str | Sequence[str] | None = None,
+                     pooling: str = "avg", views: Sequence[str] = ("full",)) -> keras.Model:
     """The backbone (up to `layer`, default its output) and `classifier` as one Keras model on raw pixels.
 
-    The standardisation folds into the weights: a linear classifier becomes one softmax Dense
-    layer `head_predictions`, kNN a `NearestNeighbours` layer holding its standardised training
-    features. The result saves, exports and serves like any toolkit classifier.
+    `layer` may list several Keras layers, whose pooled outputs are concatenated in that order;
+    with several `views` the model stacks the views of each image (`MultiView`), runs the backbone
+    on all of them and averages their features (`ViewMean`) before the classifier, as the
+    classifier was fitted. The standardisation folds into the weights: a linear classifier
+    becomes one softmax Dense layer `head_predictions`, kNN a `NearestNeighbours` layer holding
+    its standardised training features. The result saves, exports and serves like any toolkit
+    classifier.
     """
-    x = backbone.get_layer(layer).output if layer else backbone.output
-    if len(x.shape) == 4:
-        pool = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}[pooling]
-        x = pool(name="head_pool")(x)
+    names = [layer] if isinstance(layer, str) else list(layer or [])
+    pool = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}[pooling]
+    if tuple(views) == ("full",) and len(names) <= 1:
+        inputs = backbone.input
+        x = backbone.get_layer(names[0]).output if names else backbone.output
+        if len(x.shape) == 4:
+            x = pool(name="head_pool")(x)
+    else:
+        pooled = [backbone.get_layer(name).output for name in names] or [backbone.output]
+        pooled = [pool(name=f"head_pool_{i}")(x) if len(x.shape) == 4 else x for i, x in enumerate(pooled)]
+        x = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="head_concat")(pooled)
+        if tuple(views) == ("full",):
+            inputs = backbone.input
+        else:
+            extractor = keras.Model(backbone.input, x, name=f"{backbone.name}_features")
+            inputs = keras.Input(tuple(backbone.input.shape[1:]), name="images")
+            x = ViewMean(len(views), name="head_view_mean")(extractor(MultiView(views, name="views")(inputs)))
     if classifier.kind == "knn":
         points, labels = classifier.references
         head = NearestNeighbours.from_points(points, labels, classifier.num_classes,
@@ -215,4 +234,22 @@ def classifier_model(backbone: keras.Model, classifier: FeatureClassifier, layer
                                   name="head_predictions")
         head.build((None, len(classifier.mean)))
         head.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
-    return keras.Model(backbone.input, head(x), name=f"{backbone.name}_classifier")
+    return keras.Model(inputs, head(x), name=f"{backbone.name}_classifier")
+
+
+def single_view_model(model: keras.Model) -> keras.Model:
+    """A model that averages views (`classifier_model(..., views=...)`) as the same classifier on the whole image.
+
+    Grad-CAM and the block views need the backbone's layers in the model's own graph; the
+    averaged model runs them inside a nested feature extractor. Its twin shares every weight and
+    skips the views, so a heat map shows the evidence in the image as given. Any other model comes
+    back unchanged.
+    """
+    if not any(isinstance(layer, MultiView) for layer in model.layers):
+        return model
+    extractor = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    after = model.layers[[type(layer) for layer in model.layers].index(ViewMean) + 1:]
+    x = extractor.output
+    for layer in after:  # the classifier after the mean is a chain
+        x = layer(x)
+    return keras.Model(extractor.input, x, name=f"{model.name}_single_view")

@@ -26,6 +26,7 @@ from keras_transfer._names import unknown_name_message
 from keras_transfer.backbones import HEAD_BLOCK, backbone_blocks, build_backbone
 from keras_transfer.data import DataBundle, DataConfig, load_data
 from keras_transfer.files import atomic_write_bytes
+from keras_transfer.layers import MultiView
 from keras_transfer.progress import MIN_BATCHES, batches_of, with_progress
 from keras_transfer.training.feature_cache import compiled_forward
 
@@ -39,7 +40,9 @@ class Features:
     """Pooled features per split and layer, with the labels: `features["train"]["block5"]`.
 
     `layers` keeps the requested order (shallow to deep when taken from `feature_layers`);
-    `xy(split, layer)` gives the (features, labels) pair a classifier fits on.
+    `xy(split, layer)` gives the (features, labels) pair a classifier fits on. With several
+    `views` (see `keras_transfer.layers.MultiView`) `arrays` hold each image's mean over its
+    views, what the exported model predicts on, and `xy(..., views=True)` one row per view.
     """
 
     layers: list[str]
@@ -48,6 +51,8 @@ class Features:
     class_names: list[str]
     seconds: float = 0.0
     cache_hits: int = 0
+    views: tuple[str, ...] = ("full",)
+    per_view: dict[str, dict[str, np.ndarray]] | None = None  # [N, views, D] when there are several views
 
     def __getitem__(self, split: str) -> dict[str, np.ndarray]:
         if split not in self.arrays:
@@ -59,12 +64,25 @@ class Features:
         """The splits held, in train/val/test order."""
         return list(self.arrays)
 
-    def xy(self, split: str, layer: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(features of `layer` (default: the last requested), labels) of `split`."""
+    def xy(self, split: str, layer: str | None = None, *, views: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(features of `layer` (default: the last requested), labels) of `split`.
+
+        With `views=True` every view of every image is a row (labels repeated), the training set
+        of a classifier that predicts on the mean of the views.
+        """
         layer = layer or self.layers[-1]
         if layer not in self.layers:
             raise KeyError(unknown_name_message("layer", layer, self.layers))
+        if views and self.per_view is not None:
+            stacked = self.per_view[split][layer]
+            return stacked.reshape(-1, stacked.shape[-1]), np.repeat(self.labels[split], stacked.shape[1], axis=0)
         return self[split][layer], self.labels[split]
+
+    def stacked(self, split: str, layer: str) -> np.ndarray:
+        """`layer`'s features of `split` as [N, views, D] (one view: [N, 1, D])."""
+        if self.per_view is not None:
+            return self.per_view[split][layer]
+        return self[split][layer][:, None, :]
 
 
 def feature_layers(backbone: keras.Model, layers: str | Sequence[str] | None = None) -> dict[str, str]:
@@ -105,6 +123,7 @@ def extract_features(
     cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
     batch_size: int | None = None,
+    views: Sequence[str] = ("full",),
     log: Callable[[str], None] | None = None,
 ) -> Features:
     """Pooled features of `layers` of a frozen `backbone` for every split of `data`, in one pass.
@@ -112,7 +131,9 @@ def extract_features(
     `backbone` is a built model (`build_backbone(...)`) or a name/path built here with `weights`
     at the data's image size. `data` is a `DataBundle` (from `load_data`) or an `(images,
     labels)` pair. `layers`: see `feature_layers`. Feature maps are pooled (`avg` or `max`) to
-    one vector per image; the data is never augmented. Results are cached under `cache_dir`
+    one vector per image; the data is never augmented, but `views` (names from
+    `keras_transfer.layers.VIEWS`) takes the features of fixed views of each image, mirrors and
+    crops, in the same pass (see `Features`). Results are cached under `cache_dir`
     (default `$KT_CACHE_DIR` or `~/.cache/keras_transfer/features`), so a second call is a file
     read; `cache=False` always recomputes.
     """
@@ -126,6 +147,7 @@ def extract_features(
     if isinstance(backbone, (str, os.PathLike)):
         backbone = build_backbone(backbone, weights=weights, input_shape=(*data.config.image_size, 3))
     resolved = feature_layers(backbone, layers)
+    views = tuple(views)
     splits = list(splits or data.splits)
     for split in splits:
         if split not in data.splits:
@@ -141,7 +163,7 @@ def extract_features(
         data_key = _data_key(data, split) if cache else None
         found, missing = {}, []
         for name, layer in resolved.items():
-            meta = _meta(backbone, layer, pooling, model_key, data_key, len(labels[split])) if data_key else None
+            meta = _meta(backbone, layer, pooling, model_key, data_key, len(labels[split]), views) if data_key else None
             array = _read(_path(folder, backbone, layer, split, meta), meta) if meta else None
             if array is None:
                 missing.append(name)
@@ -150,20 +172,25 @@ def extract_features(
                 hits += 1
         if missing:
             computed, computed_labels = _forward(backbone, [resolved[n] for n in missing], pooling,
-                                                 data.dataset(split, training=False, batch_size=batch_size))
+                                                 data.dataset(split, training=False, batch_size=batch_size), views)
             labels[split] = computed_labels
             for name, array in zip(missing, computed):
                 found[name] = array
                 if data_key:
-                    meta = _meta(backbone, resolved[name], pooling, model_key, data_key, len(array))
+                    meta = _meta(backbone, resolved[name], pooling, model_key, data_key, len(array), views)
                     _write(_path(folder, backbone, resolved[name], split, meta), array, meta)
         arrays[split] = {name: found[name] for name in resolved}
     seconds = time.perf_counter() - started
     if log:
         total = len(resolved) * len(splits)
-        log(f"features of {len(resolved)} layer(s) x {len(splits)} split(s) in {seconds:.1f} s "
+        shown = f", {len(views)} views each" if len(views) > 1 else ""
+        log(f"features of {len(resolved)} layer(s) x {len(splits)} split(s){shown} in {seconds:.1f} s "
             f"({hits}/{total} from the cache in {folder})")
-    return Features(list(resolved), arrays, labels, list(data.class_names), seconds, hits)
+    per_view = None
+    if len(views) > 1:  # cached and computed as [N, views, D]; the mean is what a model predicts on
+        per_view = arrays
+        arrays = {split: {name: a.mean(axis=1) for name, a in by_layer.items()} for split, by_layer in per_view.items()}
+    return Features(list(resolved), arrays, labels, list(data.class_names), seconds, hits, views, per_view)
 
 
 def backbone_and_data(config, purpose: str | None = None) -> tuple[keras.Model, DataBundle]:
@@ -181,8 +208,13 @@ def backbone_and_data(config, purpose: str | None = None) -> tuple[keras.Model, 
     return backbone, data
 
 
-def feature_model(backbone: keras.Model, layers: Sequence[str], pooling: str = "avg") -> keras.Model:
-    """A model from raw pixels to the pooled output of each Keras layer in `layers` (a list)."""
+def feature_model(backbone: keras.Model, layers: Sequence[str], pooling: str = "avg",
+                  views: Sequence[str] = ("full",)) -> keras.Model:
+    """A model from raw pixels to the pooled output of each Keras layer in `layers` (a list).
+
+    With several `views` each output is [B, views, D]: the pooled features of every view
+    (`keras_transfer.layers.MultiView`) of every image.
+    """
     pool = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}[pooling]
     outputs = []
     for name in layers:
@@ -192,16 +224,24 @@ def feature_model(backbone: keras.Model, layers: Sequence[str], pooling: str = "
         elif len(x.shape) != 2:
             x = keras.layers.Flatten(name=f"flatten_{name}")(x)
         outputs.append(x)
-    return keras.Model(backbone.input, outputs, name=f"{backbone.name}_features")
+    pooled = keras.Model(backbone.input, outputs, name=f"{backbone.name}_features")
+    if tuple(views) == ("full",):
+        return pooled
+    images = keras.Input(tuple(backbone.input.shape[1:]), name="images")
+    stacked = pooled(MultiView(views, name="views")(images))
+    stacked = stacked if isinstance(stacked, (list, tuple)) else [stacked]
+    per_image = [keras.ops.transpose(keras.ops.reshape(x, (len(views), -1, int(x.shape[-1]))), (1, 0, 2))
+                 for x in stacked]
+    return keras.Model(images, per_image, name=f"{backbone.name}_view_features")
 
 
-def _forward(backbone, layers, pooling, dataset) -> tuple[list[np.ndarray], np.ndarray]:
+def _forward(backbone, layers, pooling, dataset, views=("full",)) -> tuple[list[np.ndarray], np.ndarray]:
     # One traced function per (backbone, layers, pooling): a notebook extracting split after split
     # or call after call traces once, so extraction runs at the speed of the bare forward pass.
     compiled = _COMPILED.setdefault(backbone, {})
-    key = (tuple(layers), pooling)
+    key = (tuple(layers), pooling, tuple(views))
     if key not in compiled:
-        compiled[key] = compiled_forward(feature_model(backbone, layers, pooling), as_list=True)
+        compiled[key] = compiled_forward(feature_model(backbone, layers, pooling, views), as_list=True)
     step = compiled[key]
     chunks: list[list[np.ndarray]] = [[] for _ in layers]
     labels = []
@@ -240,10 +280,13 @@ def _data_key(data: DataBundle, split: str) -> str | None:
     return digest.hexdigest()
 
 
-def _meta(backbone, layer, pooling, model_key, data_key, examples) -> dict:
-    return {"format": _CACHE_FORMAT, "backbone": backbone.name, "layer": layer, "pooling": pooling,
+def _meta(backbone, layer, pooling, model_key, data_key, examples, views=("full",)) -> dict:
+    meta = {"format": _CACHE_FORMAT, "backbone": backbone.name, "layer": layer, "pooling": pooling,
             "input_shape": list(backbone.input.shape[1:]), "model": model_key, "data": data_key,
             "examples": int(examples)}
+    if tuple(views) != ("full",):  # one view keeps the keys (and the files) it always had
+        meta["views"] = list(views)
+    return meta
 
 
 def _path(folder: Path, backbone, layer: str, split: str, meta: dict) -> Path:
@@ -262,7 +305,8 @@ def _read(path: Path, meta: dict) -> np.ndarray | None:
             array = stored["features"]
     except Exception:  # a truncated, corrupted or foreign file: recompute it
         return None
-    if array.ndim != 2 or len(array) != meta["examples"] or not np.isfinite(array).all():
+    shape_ok = array.ndim == 2 if "views" not in meta else (array.ndim == 3 and array.shape[1] == len(meta["views"]))
+    if not shape_ok or len(array) != meta["examples"] or not np.isfinite(array).all():
         return None
     return array
 

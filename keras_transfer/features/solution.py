@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Callable
 
 import keras
+import numpy as np
 
 from keras_transfer.config import RunConfig
 from keras_transfer.features.classifiers import classifier_model, fit_classifier
-from keras_transfer.features.extract import backbone_and_data, extract_features
+from keras_transfer.features.extract import backbone_and_data, extract_features, feature_layers
+from keras_transfer.features.selection import choose_C
 from keras_transfer.training import RunResult, start_run_dir, write_results
 from keras_transfer.files import atomic_write_text, claimed_folder
 from keras_transfer.training.report import classification_metrics
@@ -43,14 +45,33 @@ def _run(config: RunConfig, run_dir: Path, log: Callable[[str], None], cache_dir
     m, kind = config.model, config.model.head.type
     backbone, data = backbone_and_data(config, purpose=f"model.head.type: {kind}")
     start_run_dir(config, run_dir, data, log)
-    log(f"Solution II: {kind} on frozen {backbone.name} features ({backbone.layers[-1].name}, "
-        f"{m.head.pooling} pooled); training.stages are not used")
-    features = extract_features(backbone, data, pooling=m.head.pooling, cache_dir=cache_dir, log=log)
-    validation = features.xy("val") if "val" in features.splits else None
+    resolved = feature_layers(backbone, list(m.head.layers) or None)
+    views = tuple(m.head.views)
+    log(f"feature extraction: {kind} on frozen {backbone.name} features ({', '.join(resolved)}, {m.head.pooling} "
+        f"pooled{', views ' + ', '.join(views) if len(views) > 1 else ''}); training.stages are not used")
+    features = extract_features(backbone, data, list(resolved), pooling=m.head.pooling, views=views,
+                                cache_dir=cache_dir, log=log)
     started = time.perf_counter()
-    x, y = features.xy("train")
-    classifier = fit_classifier(kind, x, y, num_classes=data.num_classes, validation=validation,
+    x, y = _concatenated(features, "train", resolved, views=True)
+    record: dict = {}
+    if kind == "logistic" and m.head.C is None:
+        # C by cross-validation over every labelled image (train and val pooled), as recipe auto
+        # chooses it; the classifier itself is fitted on train, so val stays held out.
+        pooled = [s for s in ("train", "val") if s in features.splits]
+        stacked = np.concatenate([_concatenated_stacked(features, s, resolved) for s in pooled])
+        score = choose_C(stacked, np.concatenate([features.labels[s] for s in pooled]), seed=config.training.seed)
+        grid, selected_on = (score.C,), (f"{len(score.folds)}-fold cross-validation (log-loss, one standard error "
+                                          f"to the smaller C) on {len(stacked)} images" if score.folds
+                                          else "the default: too few images per class for folds")
+        record["cross_validation"] = score.grid
+    elif m.head.C is not None:
+        grid, selected_on = (float(m.head.C),), "model.head.C"
+    else:
+        grid, selected_on = None, None
+    validation = _concatenated(features, "val", resolved) if "val" in features.splits and grid is None else None
+    classifier = fit_classifier(kind, x, y, num_classes=data.num_classes, validation=validation, grid=grid,
                                 seed=config.training.seed)
+    classifier.selected_on = selected_on or classifier.selected_on
     seconds = time.perf_counter() - started
     (name, value), = classifier.chosen.items()
     log(f"{kind}: {name} = {value:g} chosen on the {classifier.selected_on} ({seconds:.1f} s)")
@@ -58,13 +79,24 @@ def _run(config: RunConfig, run_dir: Path, log: Callable[[str], None], cache_dir
     metrics = {}
     for split in ("val", "test"):
         if split in features.splits:
-            xs, ys = features.xy(split)
+            xs, ys = _concatenated(features, split, resolved)
             metrics[split] = classification_metrics(classifier.predict_proba(xs), ys, data.class_names, "multiclass")
-    model = classifier_model(backbone, classifier, pooling=m.head.pooling)
-    record = {"type": kind, "chosen": classifier.chosen, "selected_on": classifier.selected_on,
-              "selection": [{name: v, "accuracy": a} for v, a in classifier.selection],
-              "feature_seconds": round(features.seconds, 3), "fit_seconds": round(seconds, 3),
-              "feature_dim": int(x.shape[1]), "train_examples": int(len(x))}
+    model = classifier_model(backbone, classifier, list(resolved.values()) if m.head.layers else None,
+                             pooling=m.head.pooling, views=views)
+    record.update({"type": kind, "layers": list(resolved), "views": list(views), "chosen": classifier.chosen,
+                   "selected_on": classifier.selected_on,
+                   "selection": [{name: v, "accuracy": a} for v, a in classifier.selection],
+                   "feature_seconds": round(features.seconds, 3), "fit_seconds": round(seconds, 3),
+                   "feature_dim": int(x.shape[1]), "train_examples": int(len(features.labels["train"]))})
     atomic_write_text(run_dir / "classifier.json", json.dumps(record, indent=1))
     return write_results(run_dir, model, data, metrics, [], log)
 
+
+def _concatenated(features, split: str, layers: dict[str, str], *, views: bool = False):
+    """(features of `layers` side by side, labels) of `split`; with `views`, one row per view."""
+    parts = [features.xy(split, name, views=views) for name in layers]
+    return np.concatenate([p[0] for p in parts], axis=1), parts[0][1]
+
+
+def _concatenated_stacked(features, split: str, layers: dict[str, str]) -> np.ndarray:
+    return np.concatenate([features.stacked(split, name) for name in layers], axis=-1)

@@ -29,7 +29,9 @@ def feature_layer(model: keras.Model, block: str | None = None) -> keras.layers.
     `block` is a block name of `backbone_blocks(model)` (e.g. `block6`, `conv4`) or a layer name;
     the default is the last block before the head that still has a spatial [N, H, W, C] output.
     """
-    blocks = backbone_blocks(model)
+    from keras_transfer.features.classifiers import single_view_model  # features imports training, which imports us
+
+    blocks = backbone_blocks(single_view_model(model))
     if block is None:
         names = [name for name in blocks if name != HEAD_BLOCK]
         for name in reversed(names):
@@ -67,6 +69,9 @@ class GradCAM:
     def __init__(self, model: keras.Model, block: str | None = None, *, compiled: bool = False):
         import tensorflow as tf
 
+        from keras_transfer.features.classifiers import single_view_model  # features imports training, which imports us
+
+        model = single_view_model(model)  # a model averaging views: the evidence in the image as given
         self.model = model
         self.layer = feature_layer(model, block)
         # One model with two outputs, the feature maps and the prediction, sharing the weights. The
