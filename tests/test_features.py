@@ -140,7 +140,10 @@ def test_train_cli_with_an_external_classifier_writes_a_complete_run(tmp_path):
     record = json.loads((run_dir / "classifier.json").read_text())
     # C by cross-validation over train and val pooled (469 images), the classifier fitted on train.
     assert record["type"] == "logistic" and "5-fold cross-validation" in record["selected_on"]
-    assert "469 images" in record["selected_on"] and record["train_examples"] == 200
+    # With a test split held out, the classifier fits on train and val (both scored by the folds).
+    assert "469 images" in record["selected_on"] and record["fitted_on"] == ["train", "val"]
+    assert record["train_examples"] == 469 and "val" not in metrics
+    assert 0.0 < metrics["cross_validation"]["accuracy"] <= 1.0 and metrics["cross_validation"]["folds"] == 5
     assert metrics["test"]["accuracy"] > 0.5  # 10 classes: chance is 0.1
     # The saved model alone reproduces the reported test accuracy.
     from keras_transfer.evaluate import main as evaluate

@@ -180,15 +180,16 @@ def _block_accuracy(probe: ProbeResult, row) -> float:
 
 
 def auto_views(augment: Any) -> tuple[str, ...]:
-    """The fixed views auto's feature extraction trains and predicts on: the mirror where the data's
-    augmentation mirrors images (`flip`), else a centred crop where it zooms, else the image alone.
+    """The fixed views auto's feature extraction trains and predicts on: the image, its mirror, a
+    centred crop and its mirror where the data's augmentation mirrors images (`flip`); the image and
+    the crop where it only zooms; else the image alone.
 
-    Two views cost two forward passes per image, about what the 5-epoch head recipe spends; four
-    (mirrors of crops too) scored no better on flower photos (README, "Which recipe").
+    Each view costs one forward pass per image; four scored 1-4 points above one on flowers and
+    satellite tiles at 5 images per class (docs/choosing.md).
     """
     names = set(augment.keys() if isinstance(augment, dict) else augment or ())
     if "flip" in names:
-        return ("full", "flip")
+        return ("full", "flip", "zoom", "flip_zoom")
     if "zoom" in names:
         return ("full", "zoom")
     return ("full",)

@@ -25,6 +25,7 @@ from keras_transfer.features.svm import SquaredHingeSVC
 from keras_transfer.layers import MultiView, NearestNeighbours, ViewMean
 
 CLASSIFIERS = ("logistic", "linear_svm", "knn")
+SCALINGS = ("features", "global")
 # Kornblith et al. searched 45 values of C from 1e-6 to 1e5; nine decades cover the optimum on
 # standardised features at a fifth of the cost.
 C_GRID = tuple(float(c) for c in np.logspace(-4, 4, 9))
@@ -90,13 +91,16 @@ def fit_classifier(
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     grid: tuple[float, ...] | None = None,
     seed: int = 0,
+    scaling: str = "features",
 ) -> FeatureClassifier:
     """Fit a `kind` classifier ("logistic", "linear_svm" or "knn") on features `x`, labels `y`.
 
     The regularisation C (or kNN's k) is chosen from `grid` (default `C_GRID` / `K_GRID`; one
     value is taken as given) by accuracy on `validation` when given, else by stratified k-fold cross-validation on (x, y)
     (k = min(5, smallest class count); with one example of some class, no choice is made and
-    the grid's middle value is used). Labels are integer class indices.
+    the grid's middle value is used). Labels are integer class indices. `scaling` is how features
+    are normalised first: `features` standardises each (Kornblith et al.), `global` centres them and
+    divides by one scale, better on small sets (`selection.global_scale`).
     """
     if kind not in CLASSIFIERS:
         raise ValueError(unknown_name_message("classifier", kind, CLASSIFIERS))
@@ -112,8 +116,15 @@ def fit_classifier(
     if len(np.unique(y)) < 2:
         raise ValueError(f"{kind} needs at least two classes in the training labels")
     num_classes = int(num_classes or y.max() + 1)
+    if scaling not in SCALINGS:
+        raise ValueError(unknown_name_message("scaling", scaling, SCALINGS))
     scaler = StandardScaler().fit(x)
-    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
+    if scaling == "global":
+        from keras_transfer.features.selection import global_scale
+
+        scale = np.full(x.shape[1], global_scale(x))
+    else:
+        scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
     z = (x - scaler.mean_) / scale
     grid = tuple(grid or (K_GRID if kind == "knn" else C_GRID))
     if kind == "knn":
@@ -251,5 +262,9 @@ def single_view_model(model: keras.Model) -> keras.Model:
     after = model.layers[[type(layer) for layer in model.layers].index(ViewMean) + 1:]
     x = extractor.output
     for layer in after:  # the classifier after the mean is a chain
-        x = layer(x)
+        # A copy with the same weights: a layer called in two graphs has no single `.input`, and
+        # Grad-CAM reads the classifier's input to take the score before the softmax.
+        twin = type(layer).from_config(layer.get_config())
+        x = twin(x)
+        twin.set_weights(layer.get_weights())
     return keras.Model(extractor.input, x, name=f"{model.name}_single_view")

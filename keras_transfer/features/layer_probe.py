@@ -141,7 +141,8 @@ def probe_layers(backbone: keras.Model, data: DataBundle, layers: str | Sequence
                        cv_accuracy=score.accuracy, cv_sem=score.sem, proxy_accuracy=score.proxy)
         if score_splits and score.C is not None:
             x, y_train = _side_by_side(features, "train", cand.layers, views=True)
-            fitted = fit_classifier(classifier, x, y_train, num_classes=data.num_classes, grid=(score.C,), seed=seed)
+            fitted = fit_classifier(classifier, x, y_train, num_classes=data.num_classes, grid=(score.C,), seed=seed,
+                                    scaling="global" if classifier == "logistic" else "features")
             for split in ("train", "val", "test"):
                 if split in features.splits:
                     setattr(row, f"{split}_accuracy", fitted.score(*_side_by_side(features, split, cand.layers)))
