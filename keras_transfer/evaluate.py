@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     register_serializables()
     from keras_transfer.config import load_config
     from keras_transfer.data import load_data
-    from keras_transfer.files import read_labels
+    from keras_transfer.files import check_label_count, read_labels
     from keras_transfer.interpret import (
         collect_predictions,
         default_views,
@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"the data's classes {data.class_names} differ from the model's {labels}")
     split = choose_split(list(data.splits), args.split, other_data=args.data is not None, source=data_config.source)
     model = keras.saving.load_model(model_path, safe_mode=True)
+    check_label_count(labels, int(model.output.shape[-1]), args.run / "labels.txt")
     task = resolve_task(config, data)
     dataset = data.dataset(split, training=False)
     views = default_views(config.data.augment) if args.tta else ()
