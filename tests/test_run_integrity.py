@@ -147,3 +147,95 @@ def test_changed_arrays_are_refused_on_resume(tmp_path, capsys):
     status = train.run_cli(lambda: train.main(["--output-dir", str(tmp_path / "run"), "--resume"]))
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1 and "changed since the run started" in err[0], err
+
+
+# --- labels.txt: every name round-trips, every load checks the count -------------------------------
+
+AWKWARD = ["café", "cafe\u0301", " leading space", "trailing space ", "#not a comment", '"quoted"', "two\nlines",
+           "carriage\r", "esc\x1b[2Jape", "tab\there", "line\u2028separator", "not utf-8 \udcff", "=SUM(A1)", "$5_$10",
+           "日本語", "x" * 255]
+
+
+def test_labels_txt_round_trips_every_name_a_folder_can_have(tmp_path):
+    write_labels(tmp_path / "labels.txt", AWKWARD)
+    assert read_labels(tmp_path / "labels.txt") == AWKWARD
+    lines = (tmp_path / "labels.txt").read_bytes().decode("utf-8").split("\n")
+    assert lines[0] == "café" and lines[-2] == "x" * 255, "plain names stay plain, one per line"
+    assert len(lines) == len(AWKWARD) + 1 and "\x1b" not in "".join(lines), "no raw escape code in the file"
+
+
+def test_a_labels_txt_edited_on_windows_reads_back_the_same_names(tmp_path):
+    (tmp_path / "labels.txt").write_bytes(b"daisy\r\nrose\r\n\r\ntulip\r\n")
+    assert read_labels(tmp_path / "labels.txt") == ["daisy", "rose", "tulip"]
+
+
+def test_awkward_class_folders_train_and_read_back_exactly_and_print_escaped(tmp_path, capsys):
+    from keras_transfer import train
+
+    names = ["esc\x1b[2Jape", "two\nlines", " spaced "]
+    for name in names:
+        save_digits(tmp_path / "photos" / name, n=4, size=(16, 16))
+    config = {"data": {"image_size": 16, "batch_size": 8, "augment": [], "val_split": 0.25, "test_split": 0.0},
+              "model": {"backbone": str(tiny_source(tmp_path / "tiny.keras")), "head": {"dropout": 0.0}},
+              "training": {"stages": _stages()[:1]}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    status = train.run_cli(lambda: train.main([str(tmp_path / "photos"), "--config", str(tmp_path / "c.yaml"),
+                                               "--output-dir", str(tmp_path / "run")]))
+    out = capsys.readouterr()
+    assert status == 0, out.err
+    assert read_labels(tmp_path / "run" / "labels.txt") == sorted(names)
+    data_line = next(line for line in out.out.splitlines() if line.startswith("data:"))
+    assert "esc\\x1b[2Jape" in data_line and "two\\x0alines" in data_line, data_line
+    assert "\x1b" not in out.out, "a class name never sends an escape code to the terminal"
+
+
+def _classifier_file(folder: Path, outputs: int) -> Path:
+    import keras
+
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.GlobalAveragePooling2D()(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(outputs, activation="softmax")(x))
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / "model.keras")
+    return folder / "model.keras"
+
+
+@pytest.mark.parametrize("names", [["only"], ["a", "b", "c", "d"], ["a", "b", "c", "d", "e", "f"]])
+def test_a_keras_model_with_the_wrong_number_of_labels_is_refused_in_one_line(tmp_path, names):
+    from keras_transfer.deploy.inference import load_classifier
+
+    path = _classifier_file(tmp_path, 5)
+    write_labels(tmp_path / "labels.txt", names)
+    with pytest.raises(ValueError, match=f"names {len(names)} class.* but the model has 5 outputs"):
+        load_classifier(path)
+    write_labels(tmp_path / "labels.txt", list("abcde"))
+    classifier = load_classifier(path)
+    assert not classifier.regression and len(classifier.predict(np.zeros((16, 16, 3), np.uint8))) == 5
+
+
+def _onnx_file(path: Path, outputs: int, labels: list[str]) -> Path:
+    """A hand-made ONNX classifier: mean pixel -> MatMul to `outputs` -> softmax, with its labels metadata."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.ones((3, outputs), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["images"], ["pooled"], axes=[1, 2], keepdims=0),
+         helper.make_node("MatMul", ["pooled", "w"], ["logits"]),
+         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1)],
+        "tiny", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [None, 16, 16, 3])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, outputs])], [weights])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    model.metadata_props.add(key="labels", value=json.dumps(labels))
+    onnx.save(model, path)
+    return path
+
+
+def test_an_onnx_model_whose_labels_metadata_is_short_is_refused_not_read_as_a_regression(tmp_path):
+    from keras_transfer.deploy.inference import load_classifier
+
+    with pytest.raises(ValueError, match="names 1 class but the model has 5 outputs"):
+        load_classifier(_onnx_file(tmp_path / "short.onnx", 5, ["daisy"]))
+    classifier = load_classifier(_onnx_file(tmp_path / "ok.onnx", 5, list("abcde")))
+    assert classifier.labels == list("abcde") and not classifier.regression

@@ -119,11 +119,13 @@ class _EpochRecorder(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         lr = float(np.asarray(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
-        loss = (logs or {}).get("loss")
-        if loss is not None and not np.isfinite(float(loss)):
+        bad = next(((k, float(v)) for k, v in (logs or {}).items() if k in ("loss", "val_loss")
+                    and not np.isfinite(float(v))), None)
+        if bad is not None:
             # Before the checkpoint: the last one saved stays the last good one.
+            which = "training" if bad[0] == "loss" else "validation"
             raise NonFiniteLossError(
-                f"training.stages.{self.stage.name}: the training loss became {float(loss)} in epoch "
+                f"training.stages.{self.stage.name}: the {which} loss became {bad[1]} in epoch "
                 f"{self.offset + epoch + 1} (learning rate {lr:g}), so the run stopped; its last good checkpoint "
                 f"(after epoch {len(self.run.history)}) is kept in {self.run.run_dir / 'checkpoints'}; lower "
                 f"training.stages.{self.stage.name}.learning_rate (or check the data) and start a new run")
