@@ -239,3 +239,102 @@ def test_an_onnx_model_whose_labels_metadata_is_short_is_refused_not_read_as_a_r
         load_classifier(_onnx_file(tmp_path / "short.onnx", 5, ["daisy"]))
     classifier = load_classifier(_onnx_file(tmp_path / "ok.onnx", 5, list("abcde")))
     assert classifier.labels == list("abcde") and not classifier.regression
+
+
+# --- caches: the user's own folder, files of others never read --------------------------------------
+
+
+def test_the_default_data_cache_is_a_private_folder_of_the_user(tmp_path, monkeypatch):
+    from keras_transfer.data import DataConfig, load_data
+    from keras_transfer.data.cache import cache_folder
+
+    monkeypatch.delenv("KT_CACHE_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    config = DataConfig(source="digits", image_size=16, augment=(), cache="disk", val_split=0.1, test_split=0.1)
+    folder = cache_folder(config)
+    assert folder == tmp_path / "home" / ".cache" / "keras_transfer" / "data"
+    for _ in load_data(config).dataset("val"):  # a whole pass writes the cache
+        pass
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and list(folder.glob("val_*.index"))
+    monkeypatch.setenv("KT_CACHE_DIR", str(tmp_path / "kt"))
+    assert cache_folder(config) == tmp_path / "kt" / "data"
+    _pretend_files_belong_to_another_user(monkeypatch)
+    from keras_transfer.data.cache import private_folder
+
+    with pytest.raises(PermissionError, match="belongs to another user; set data.cache_dir"):
+        private_folder(folder)
+
+
+def _pretend_files_belong_to_another_user(monkeypatch):
+    from keras_transfer.data import cache as cache_module
+
+    monkeypatch.setattr(cache_module, "_uid", lambda: os.getuid() + 1)
+
+
+def test_a_data_cache_planted_by_another_user_is_never_read(tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    from keras_transfer.data import DataConfig, load_data
+
+    config = DataConfig(source="digits", image_size=16, augment=(), cache="disk", cache_dir=str(tmp_path),
+                        val_split=0.1, test_split=0.1)
+    bundle = load_data(config)
+    truth = np.concatenate([y.numpy() for _, y in bundle.dataset("val")])
+    (index,) = tmp_path.glob("val_*.index")
+    prefix = str(index)[: -len(".index")]
+    for path in tmp_path.glob("val_*"):
+        path.unlink()
+    pixels = np.zeros((len(truth), 16, 16, 3), np.uint8)  # every label 0: a model that answers "0" to all
+    for _ in tf.data.Dataset.from_tensor_slices((pixels, np.zeros(len(truth), np.int64))).cache(prefix):
+        pass
+    _pretend_files_belong_to_another_user(monkeypatch)
+    read = np.concatenate([y.numpy() for _, y in load_data(config).dataset("val")])
+    np.testing.assert_array_equal(read, truth)
+
+
+def _photos_and_text(tmp_path: Path) -> Path:
+    root = tmp_path / "photos"
+    for name in ("a", "b"):
+        save_digits(root / name, n=3, size=(16, 16))
+    (root / "a" / "notes.jpg").write_text("a text file named .jpg")
+    return root
+
+
+def _plant_manifest(root: Path, cache: Path, verdicts: dict[str, list]) -> None:
+    """Write a manifest for `root` that gives `verdicts` (relative path -> [reason, height, width])."""
+    from keras_transfer.data.manifest import ScanManifest
+    from keras_transfer.images import DEFAULT_MAX_PIXELS
+
+    store = ScanManifest.open(cache, root, DEFAULT_MAX_PIXELS).store
+    entries = {}
+    for path in sorted(root.rglob("*.*")):
+        info = path.stat()
+        key = str(path.relative_to(root))
+        entries[key] = [info.st_size, info.st_mtime_ns, *verdicts.get(key, [None, 16, 16])]
+    cache.mkdir(exist_ok=True)
+    store.write_text(json.dumps({"version": 1, "source": str(root.resolve()), "max_pixels": DEFAULT_MAX_PIXELS,
+                                 "entries": entries}))
+
+
+def _folder_data(root: Path, cache: Path):
+    from keras_transfer.data import DataConfig, load_data
+
+    return load_data(DataConfig(source=f"folder:{root}", image_size=16, augment=(), val_split=0.0, test_split=0.0,
+                                cache_dir=str(cache)))
+
+
+def test_a_manifest_planted_by_another_user_never_passes_a_text_file_as_an_image(tmp_path, monkeypatch):
+    root, cache = _photos_and_text(tmp_path), tmp_path / "cache"
+    _plant_manifest(root, cache, {})  # says notes.jpg is a good 16x16 image
+    _pretend_files_belong_to_another_user(monkeypatch)
+    bundle = _folder_data(root, cache)
+    assert [Path(s.path).name for s in bundle.skipped] == ["notes.jpg"]
+
+
+def test_a_manifest_reason_with_escape_codes_is_never_trusted_nor_printed(tmp_path, capsys):
+    root, cache = _photos_and_text(tmp_path), tmp_path / "cache"
+    _plant_manifest(root, cache, {os.path.join("b", "digit0.png"): ["\x1b[2J\x1b[31mgone", None, None]})
+    bundle = _folder_data(root, cache)
+    assert [Path(s.path).name for s in bundle.skipped] == ["notes.jpg"], "the good photo is kept"
+    assert all(s.reason.isprintable() for s in bundle.skipped)
+    assert "\x1b" not in capsys.readouterr().out
