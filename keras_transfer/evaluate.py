@@ -104,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     if data.class_names != labels and data.task != "regression":
         raise ValueError(f"the data's classes {data.class_names} differ from the model's {labels}")
     split = choose_split(list(data.splits), args.split, other_data=args.data is not None, source=data_config.source)
+    from keras_transfer.archives import check_keras_archive
+
+    check_keras_archive(model_path)  # member sizes, before Keras inflates any
     model = keras.saving.load_model(model_path, safe_mode=True)
     check_label_count(labels, int(model.output.shape[-1]), args.run / "labels.txt")
     task = resolve_task(config, data)

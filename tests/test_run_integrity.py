@@ -338,3 +338,74 @@ def test_a_manifest_reason_with_escape_codes_is_never_trusted_nor_printed(tmp_pa
     assert [Path(s.path).name for s in bundle.skipped] == ["notes.jpg"], "the good photo is kept"
     assert all(s.reason.isprintable() for s in bundle.skipped)
     assert "\x1b" not in capsys.readouterr().out
+
+
+# --- names that look alike, split folders twice over, weights by position, inflating archives -------
+
+
+def test_two_spellings_of_the_validation_folder_are_one_clear_error(tmp_path):
+    from keras_transfer.data.records import folder_records
+
+    for split in ("train", "validation", "Validation"):
+        save_digits(tmp_path / "a" / split / "cat", n=1, size=(16, 16))
+    with pytest.raises(ValueError, match="has both Validation/ and validation/; keep one"):
+        folder_records(tmp_path / "a")
+    for split in ("train", "val", "validation"):
+        save_digits(tmp_path / "b" / split / "cat", n=1, size=(16, 16))
+    with pytest.raises(ValueError, match="both val/ and validation/ for the val split"):
+        folder_records(tmp_path / "b")
+
+
+def test_class_names_that_differ_only_in_unicode_normalisation_are_refused(tmp_path):
+    import unicodedata
+
+    from keras_transfer.data.records import csv_records, folder_records
+
+    nfc, nfd = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
+    for name in (nfc, nfd, "Café"):
+        save_digits(tmp_path / "photos" / name, n=1, size=(16, 16))
+    with pytest.raises(ValueError, match="look identical \\(café\\).*NFC and NFD"):
+        folder_records(tmp_path / "photos")
+    (tmp_path / "labels.csv").write_text(f"path,label\nphotos/{nfc}/digit0.png,{nfc}\nphotos/{nfd}/digit0.png,{nfd}\n")
+    with pytest.raises(ValueError, match="look identical"):
+        csv_records(tmp_path / "labels.csv")
+    (tmp_path / "photos" / nfd / "digit0.png").unlink()
+    (tmp_path / "photos" / nfd).rmdir()
+    records, _ = folder_records(tmp_path / "photos")  # café and Café look different: two classes
+    assert sorted({labels[0] for labels in records["train"].labels}) == ["Café", nfc]
+
+
+def test_a_checkpoint_is_never_loaded_into_weights_that_come_in_another_order(tmp_path):
+    import keras
+
+    from keras_transfer.training.checkpoint import Checkpointer
+
+    def model(first, then):
+        inputs = keras.Input((4,))
+        return keras.Model(inputs, keras.layers.Dense(4, name=then)(keras.layers.Dense(4, name=first)(inputs)))
+
+    saver = Checkpointer(tmp_path / "ckpt")
+    saver.save(model("a", "b"), None, {"stage_index": 0, "stage_epoch": 1, "global_epoch": 1, "history": []})
+    latest = saver.latest()
+    latest.restore_model(model("a", "b"))  # the same order loads
+    with pytest.raises(RuntimeError, match="holds weight 0 as 'a/kernel'.*has 'b/kernel' there"):
+        latest.restore_model(model("b", "a"))  # same shapes, other order: by position it would load swapped
+
+
+def test_a_keras_file_whose_config_inflates_to_gigabytes_is_refused_before_keras_reads_it(tmp_path, monkeypatch):
+    import zipfile
+
+    import keras
+
+    from keras_transfer.archives import MAX_CONFIG_BYTES
+    from keras_transfer.deploy.inference import load_classifier
+
+    path = tmp_path / "model.keras"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("metadata.json", "{}")
+        archive.writestr("config.json", b" " * (MAX_CONFIG_BYTES + 1))  # 64 MB of spaces: 65 KB on disk
+    write_labels(tmp_path / "labels.txt", ["a", "b"])
+    assert path.stat().st_size < 1 << 20
+    monkeypatch.setattr(keras.saving, "load_model", lambda *a, **k: pytest.fail("Keras read the archive"))
+    with pytest.raises(ValueError, match="config.json inflates to 67,108,865 bytes"):
+        load_classifier(path)

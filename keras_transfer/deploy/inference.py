@@ -156,6 +156,9 @@ def load_classifier(path: str | os.PathLike, *, resize: str = "resize") -> Class
 
         register_serializables()
 
+        from keras_transfer.archives import check_keras_archive
+
+        check_keras_archive(path)  # member sizes, before Keras inflates any
         model = keras.saving.load_model(path, safe_mode=True)
         size = tuple(int(d) for d in model.input.shape[1:3])
         labels = _labels_beside(path, int(model.output.shape[-1]))

@@ -149,6 +149,9 @@ def _load_run_model(run_dir: Path):
 
     if not (run_dir / "model.keras").is_file():
         raise FileNotFoundError(f"{run_dir} has no model.keras: is it a finished keras_transfer run?")
+    from keras_transfer.archives import check_keras_archive
+
+    check_keras_archive(run_dir / "model.keras")  # member sizes, before Keras inflates any
     return keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
 
 
