@@ -88,6 +88,12 @@ def test_photos_added_between_a_kill_and_resume_never_move_images_between_splits
     assert report["test"]["examples"] == 3, "the test split is the one the run started with (1 of 6 per class)"
     assert "18 image(s) added" in out and "not used" in out, out
     assert (workspace / "run" / "split.json").read_bytes() == record
+    from keras_transfer import evaluate
+
+    assert evaluate.run_cli(lambda: evaluate.main(["--run", str(workspace / "run"), "--json"])) == 0
+    printed = capsys.readouterr().out
+    scores = json.loads(printed[printed.index("\n{") + 1:])  # after the line about the new images
+    assert scores["examples"] == 3, "evaluate scores the run's own test split, not a fresh one"
 
 
 def test_a_class_folder_added_before_resume_leaves_labels_and_model_as_they_were(workspace, capsys):
