@@ -415,3 +415,15 @@ def test_a_keras_file_whose_config_inflates_to_gigabytes_is_refused_before_keras
     monkeypatch.setattr(keras.saving, "load_model", lambda *a, **k: pytest.fail("Keras read the archive"))
     with pytest.raises(ValueError, match="config.json inflates to 67,108,865 bytes"):
         load_classifier(path)
+
+
+def test_a_saved_model_whose_labels_asset_is_short_is_refused_not_read_as_a_regression(tmp_path):
+    import keras
+
+    from keras_transfer.deploy.inference import load_classifier
+    from keras_transfer.deploy.saved_model import export_saved_model
+
+    model = keras.saving.load_model(_classifier_file(tmp_path, 5))
+    export_saved_model(model, tmp_path / "short", ["daisy"])  # a 5-output classifier exported with one name
+    with pytest.raises(ValueError, match="names 1 class but the model has 5 outputs"):
+        load_classifier(tmp_path / "short")
