@@ -116,6 +116,17 @@ def recorded_data(config: DataConfig, path: str | os.PathLike, *, task: str | No
     return DataBundle(config, names, record["task"], splits, skipped, weights)
 
 
+def check_run_classes(labels: Path, bundle: DataBundle) -> None:
+    """For a run from before split.json: refuse to resume on data whose classes differ from its `labels.txt`."""
+    from keras_transfer._names import printable
+    from keras_transfer.files import read_labels
+
+    if labels.is_file() and read_labels(labels) != bundle.class_names:
+        raise ValueError(f"the classes of {bundle.config.source} ({printable(', '.join(bundle.class_names))}) "
+                         f"differ from the run's {labels}; a resumed run must train on the classes it started "
+                         "with: restore the data, or start a new run in a new --output-dir")
+
+
 def _reloaded(config: DataConfig, record: dict[str, Any], task: str | None, path) -> DataBundle:
     """Arrays and TFDS: load again, and refuse unless the examples match the record."""
     bundle = load_data(config, task=task)

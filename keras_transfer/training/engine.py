@@ -21,13 +21,13 @@ import numpy as np
 import yaml
 
 from keras_transfer.backbones import build_backbone
-from keras_transfer.config import ConfigError, RunConfig, StageConfig, to_dict
 from keras_transfer._names import printable
+from keras_transfer.config import ConfigError, RunConfig, StageConfig, to_dict
 from keras_transfer.data import DataBundle, load_data
-from keras_transfer.data.fingerprint import RECORD_NAME, recorded_data, write_split_record
+from keras_transfer.data.fingerprint import RECORD_NAME, check_run_classes, recorded_data, write_split_record
 from keras_transfer.freeze import resolve_trainable
 from keras_transfer.heads import HeadSpec, build_classifier, inference_model
-from keras_transfer.files import atomic_file, atomic_write_text, claimed_folder, read_labels, write_labels
+from keras_transfer.files import atomic_file, atomic_write_text, claimed_folder, write_labels
 from keras_transfer.interpret.insights import write_run_insights
 from keras_transfer.training.checkpoint import Checkpointer
 from keras_transfer.training.distribute import Placement, make_strategy, prepare_for_fit
@@ -232,7 +232,7 @@ def _run(config: RunConfig, placement: Placement, strategy, resume: bool, log, o
     data = (recorded_data(config.data, record, task=config.model.task, log=log) if recorded
             else load_data(config.data, task=config.model.task))
     if resume and not recorded:
-        _check_run_labels(placement.run_dir, data)
+        check_run_classes(placement.run_dir / "labels.txt", data)
     model = build_model(config, data)
     check_stages(model, config, data)
 
@@ -298,15 +298,6 @@ def start_run_dir(config: RunConfig, run_dir: Path, data: DataBundle, log: Calla
     data.write_report(run_dir / "data_report.json")
     write_split_record(data, run_dir / RECORD_NAME)
     _log_data(data, log)
-
-
-def _check_run_labels(run_dir: Path, data: DataBundle) -> None:
-    """A run from before split.json: refuse to resume on data whose classes differ from its labels.txt."""
-    labels = run_dir / "labels.txt"
-    if labels.is_file() and read_labels(labels) != data.class_names:
-        raise ConfigError(f"the classes of {data.config.source} ({printable(', '.join(data.class_names))}) differ "
-                          f"from the run's {labels}; a resumed run must train on the classes it started with: "
-                          "restore the data, or start a new run in a new --output-dir")
 
 
 def _run_stage(run: _Run, index: int, stage: StageConfig, start_epoch: int, saved_optimizer, saved_es) -> None:
