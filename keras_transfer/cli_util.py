@@ -41,13 +41,13 @@ def expected_failure(error: BaseException) -> str | None:
         from keras_transfer.config import yaml_problem
 
         return f"invalid YAML: {yaml_problem(error)}"
-    if kind == "tensorflow" or _is_tf_error(error):
+    if _is_tf_error(error):
         name = type(error).__name__
         if name == "ResourceExhaustedError":
             return ("out of memory in TensorFlow (ResourceExhausted): lower data.batch_size or data.image_size, "
                     f"or free the device; {_one_line(error, 200)}")
         return f"TensorFlow {name}: {_one_line(error)}"
-    if kind == "onnxruntime":  # its errors are RuntimeError subclasses, but say where they came from
+    if kind == "onnxruntime":  # InvalidProtobuf, Fail, NoSuchFile...: plain Exceptions of its own
         return f"onnxruntime {type(error).__name__}: {_one_line(error)}"
     if isinstance(error, MemoryError):
         return "out of memory: lower data.batch_size or data.image_size, or use a machine with more memory"
