@@ -85,7 +85,7 @@ def private_folder(folder: Path, *, default: bool = True) -> Path:
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     if default:
         info = folder.stat()
-        if info.st_uid != _uid():
+        if _uid() is not None and info.st_uid != _uid():
             raise PermissionError(f"the cache folder {folder} belongs to another user; set data.cache_dir (or "
                                   "KT_CACHE_DIR) to a folder of your own")
         if info.st_mode & 0o077:
@@ -104,11 +104,12 @@ def trusted(path: str | os.PathLike) -> bool:
         info = os.stat(path)
     except OSError:
         return False
-    return info.st_uid == _uid() and not info.st_mode & stat.S_IWOTH
+    return (_uid() is None or info.st_uid == _uid()) and not info.st_mode & stat.S_IWOTH
 
 
-def _uid() -> int:
-    return os.getuid() if hasattr(os, "getuid") else -1
+def _uid() -> int | None:
+    """This process's user id; None where there is none (Windows: no ownership checks there)."""
+    return os.getuid() if hasattr(os, "getuid") else None
 
 
 def disk_cache_prefix(prefix: Path) -> str:
