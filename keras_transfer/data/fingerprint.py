@@ -93,6 +93,9 @@ def recorded_data(config: DataConfig, path: str | os.PathLike, *, task: str | No
             raise ValueError(f"data.{key} is {now.get(key)!r} in the run's config.yaml but the run started with "
                              f"{then!r}; a resumed run keeps the split it started with: put data.{key} back, "
                              "or start a new run in a new --output-dir")
+    if task is not None and (task == "regression") != (record["task"] == "regression"):
+        raise ValueError(f"model.task is {task!r} in the run's config.yaml but the run started on "
+                         f"{record['task']} data; put model.task back, or start a new run in a new --output-dir")
     entries = record["splits"]
     if not all("paths" in entry for entry in entries.values()):
         return _reloaded(config, record, task, path)
