@@ -14,7 +14,7 @@ import os
 import zipfile
 from pathlib import Path
 
-MAX_CONFIG_BYTES = 64 << 20  # config.json / metadata.json; the largest Keras Applications model's is under 2 MB
+MAX_CONFIG_BYTES = 64 << 20  # config.json / metadata.json; a Lite0 classifier's config is 151 KB
 MAX_ARCHIVE_BYTES = 8 << 30  # every member inflated; ConvNeXtXLarge's weights, the largest, are 1.4 GB
 _READ_WHOLE = ("config.json", "metadata.json")
 
