@@ -36,3 +36,22 @@ def unknown_name_message(kind: str, name: str, choices: Iterable[str], *, where:
     else:
         msg += f" ({len(choices)} valid {kind}s; the first and last: {', '.join(choices[:5])}, ..., {', '.join(choices[-5:])})."
     return msg
+
+
+def printable(text: str) -> str:
+    """`text` safe to print on a terminal: characters that are not printable (escape sequences,
+    carriage returns, line breaks, bidi overrides) shown as `\\x1b`-style escapes, the rest as is.
+
+    File and class names come from whoever made the data; printed raw, `ESC[2J` clears the
+    user's screen and a carriage return overwrites the line before it.
+    """
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else _escape(char) for char in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8, as os.fsdecode keeps it (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"

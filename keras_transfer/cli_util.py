@@ -7,25 +7,74 @@ from collections.abc import Callable
 
 
 def run_cli(main: Callable[[], int]) -> int:
-    """Run a CLI `main`; print a user error (bad name, missing or unwritable file, damaged archive,
-    any toolkit error) as one line and return 2.
+    """Run a CLI `main`; print an expected failure as one line on stderr and return 2.
 
-    Tracebacks are for bugs; a misspelt layer or a missing file deserves a sentence. Set
-    `KT_DEBUG=1` to see the traceback anyway.
+    Expected failures are the user's or the machine's, not bugs: a bad name or value, a missing or
+    unwritable file, a damaged archive, invalid YAML, a model file onnxruntime refuses, TensorFlow
+    running out of memory, any toolkit error. Tracebacks are for bugs; set `KT_DEBUG=1` to see
+    the traceback of an expected failure too.
     """
     import os
-    import zipfile
 
     try:
         return main()
-    except (ValueError, OSError, RuntimeError, zipfile.BadZipFile) as error:
-        if os.environ.get("KT_DEBUG"):
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        line = expected_failure(error)
+        if line is None or os.environ.get("KT_DEBUG"):
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        return 2
+
+
+MAX_MESSAGE = 400  # characters of a third-party message shown; TensorFlow's can run to pages
+
+
+def expected_failure(error: BaseException) -> str | None:
+    """The one line to print for an expected failure `error`, or None for a bug (keep its traceback)."""
+    import zipfile
+
+    kind = type(error).__module__.split(".")[0]
+    if kind == "yaml":
+        from keras_transfer.config import yaml_problem
+
+        return f"invalid YAML: {yaml_problem(error)}"
+    if _is_tf_error(error):
+        name = type(error).__name__
+        if name == "ResourceExhaustedError":
+            return ("out of memory in TensorFlow (ResourceExhausted): lower data.batch_size or data.image_size, "
+                    f"or free the device; {_one_line(error, 200)}")
+        return f"TensorFlow {name}: {_one_line(error)}"
+    if kind == "onnxruntime":  # InvalidProtobuf, Fail, NoSuchFile...: plain Exceptions of its own
+        return f"onnxruntime {type(error).__name__}: {_one_line(error)}"
+    if isinstance(error, MemoryError):
+        return "out of memory: lower data.batch_size or data.image_size, or use a machine with more memory"
+    if isinstance(error, (ValueError, OSError, RuntimeError, zipfile.BadZipFile)):
+        return _one_line(error, None)
+    return None
+
+
+def _is_tf_error(error: BaseException) -> bool:
+    tf = sys.modules.get("tensorflow")  # never imported just to look at an error
+    return tf is not None and isinstance(error, tf.errors.OpError)
+
+
+def _one_line(error: BaseException, limit: int | None = MAX_MESSAGE) -> str:
+    """`error`'s message on one line, safe for a terminal, cut to `limit` characters.
+
+    A third-party message (`limit` set) has its line breaks folded; ours are one line already, so
+    a line break in them comes from a name (a file, a class) and is shown escaped, like any
+    control character (`keras_transfer._names.printable`).
+    """
+    from keras_transfer._names import printable
+
+    text = str(error) or type(error).__name__
+    if limit is not None:
+        text = " ".join(text.split())
+        text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return printable(text)
 
 
 def add_config_arguments(parser) -> None:

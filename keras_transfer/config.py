@@ -9,6 +9,7 @@ this module never re-checks the configuration.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -41,6 +42,21 @@ MONITORS = tuple(prefix + name for prefix in ("val_", "") for name in ("loss", "
 
 class ConfigError(ValueError):
     """A configuration problem, with the key path where it was found."""
+
+
+# PyYAML follows YAML 1.1, where a float needs a dot: `1e-3` and `5E4` are read as text. People
+# write numbers that way (the README's own `block_lr` example did), so a float setting accepts
+# text that is a plain decimal number; `nan`, `inf` and words stay refused.
+_NUMBER_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def yaml_problem(error: Exception) -> str:
+    """A YAML parser error as one line: what is wrong and where (line, column), without the echo
+    of the text PyYAML prints under it."""
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    what = getattr(error, "problem", None) or getattr(error, "context", None) or type(error).__name__
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return " ".join(f"{what}{where}".split())
 
 
 def packaged_configs() -> list[str]:
@@ -216,7 +232,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ru
         try:
             raw = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as error:
-            raise ConfigError(f"{path} is not valid YAML: {error}") from None
+            raise ConfigError(f"{path} is not valid YAML: {yaml_problem(error)}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path} must hold a mapping of sections (data, model, training, export)")
     for override in overrides:
@@ -233,7 +249,11 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     key, sep, text = override.partition("=")
     if not sep or not key:
         raise ConfigError(f"--set expects key=value, got {override!r}")
-    value = yaml.safe_load(text) if text else None
+    try:
+        value = yaml.safe_load(text) if text else None
+    except yaml.YAMLError as error:  # `[1,` or a tag such as !!python/object
+        raise ConfigError(f"--set {key}: the value {text!r} is not valid YAML ({yaml_problem(error)}); "
+                          "quote text, e.g. --set 'data.source=\"my photos\"'") from None
     parts = key.split(".")
     node: Any = raw
     for i, part in enumerate(parts[:-1]):
@@ -342,6 +362,8 @@ def _coerce(hint, value, where: str):
             raise ConfigError(f"{where} must be an integer, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str) and _NUMBER_TEXT.fullmatch(value.strip()):
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, got {value!r}")
         return float(value)

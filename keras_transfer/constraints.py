@@ -42,9 +42,12 @@ class Interval:
     def violation(self, value: Any, where: str) -> str | None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (self.integer and not isinstance(value, int)):
             return f"{where} must be {'an integer' if self.integer else 'a number'} {self.describe()}, got {_show(value)}"
+        if isinstance(value, float) and not math.isfinite(value):
+            # inf passed every open-ended range: learning_rate: .inf trained to NaN weights, exit 0.
+            return f"{where} must be a finite number {self.describe()}, got {_show(value)}"
         low_ok = self.low is None or (value >= self.low if self.closed in ("both", "left") else value > self.low)
         high_ok = self.high is None or (value <= self.high if self.closed in ("both", "right") else value < self.high)
-        if low_ok and high_ok and not (isinstance(value, float) and math.isnan(value)):
+        if low_ok and high_ok:
             return None
         return f"{where} must be {self.describe()}, got {_show(value)}"
 

@@ -76,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     register_serializables()
     from keras_transfer.config import load_config
     from keras_transfer.data import load_data
-    from keras_transfer.files import read_labels
+    from keras_transfer._names import printable
+    from keras_transfer.data.fingerprint import RECORD_NAME, recorded_data
+    from keras_transfer.files import check_label_count, read_labels
     from keras_transfer.interpret import (
         collect_predictions,
         default_views,
@@ -96,7 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         # The other data is evaluated as it comes: its own train/val/test folders, nothing carved out.
         data_config = dataclasses.replace(config.data, source=args.data, val_split=0.0, test_split=0.0,
                                           few_shot=None, balance="none")
-    data = load_data(data_config, task=config.model.task)
+    record = args.run / RECORD_NAME
+    if args.data is None and record.is_file():  # the run's own split: its test images stay unseen
+        data = recorded_data(data_config, record, task=config.model.task)
+    else:
+        data = load_data(data_config, task=config.model.task)
     labels = read_labels(args.run / "labels.txt")
     if data.task == "regression" and len(labels) != 1:
         raise ValueError(f"{data_config.source} holds regression targets, and the model of {args.run} classifies "
@@ -104,7 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     if data.class_names != labels and data.task != "regression":
         raise ValueError(f"the data's classes {data.class_names} differ from the model's {labels}")
     split = choose_split(list(data.splits), args.split, other_data=args.data is not None, source=data_config.source)
+    from keras_transfer.archives import check_keras_archive
+
+    check_keras_archive(model_path)  # member sizes, before Keras inflates any
     model = keras.saving.load_model(model_path, safe_mode=True)
+    check_label_count(labels, int(model.output.shape[-1]), args.run / "labels.txt")
     task = resolve_task(config, data)
     dataset = data.dataset(split, training=False)
     views = default_views(config.data.augment) if args.tta else ()
@@ -140,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     tta = f", TTA over original + {' + '.join(views)}" if args.tta else ""
     print(f"{args.run} on {data_config.source} ({split}, {metrics['examples']} images{tta})")
-    print("\n".join(per_class_table(metrics, labels)))
+    print("\n".join(printable(line) for line in per_class_table(metrics, labels)))
     if written is not None:
         print(f"{written['mistakes']} mistakes: {out / 'mistakes.csv'}, {out / 'plots' / 'misclassified.png'}")
     return 0

@@ -70,7 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     labels = _labels(model_file)
     if args.class_name is not None and args.class_name not in labels:
         raise ValueError(unknown_name_message("--class", args.class_name, labels))
+    from keras_transfer.archives import check_keras_archive
+
+    check_keras_archive(model_file)  # member sizes, before Keras inflates any
     model = keras.saving.load_model(model_file, safe_mode=True)
+    from keras_transfer.files import check_label_count
+
+    check_label_count(labels, int(model.output.shape[-1]), f"the labels.txt beside {model_file}")
     size = tuple(int(d) for d in model.input.shape[1:3])
     cam = GradCAM(model, args.block)
     images, names, failed = [], [], 0

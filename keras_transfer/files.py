@@ -8,6 +8,7 @@ under the process umask, so a team can read a shared run directory.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -102,9 +103,21 @@ def make_dir(path: str | Path) -> Path:
     return path
 
 
-def write_labels(path: str | Path, class_names: Iterable[str]) -> Path:
-    """Write `labels.txt`: one class name per line, in class-index order."""
-    return atomic_write_text(path, "".join(f"{name}\n" for name in class_names))
+def write_labels(path: str | os.PathLike, class_names: Iterable[str]) -> Path:
+    """Write `labels.txt`: one class name per line, in class-index order.
+
+    A name that would not read back from a plain line (a line break or other control character
+    in it, spaces at either end, empty, a leading `"`, bytes that are not UTF-8) is written as a
+    JSON string on its line, e.g. `"  two spaces"`, so every name a folder can have round-trips;
+    every other name is written as it is, and the file stays readable. `read_labels` reads both.
+    """
+    return atomic_write_text(path, "".join(f"{_label_line(name)}\n" for name in class_names))
+
+
+def _label_line(name: str) -> str:
+    if name and name == name.strip() and name.isprintable() and not name.startswith('"'):
+        return name
+    return json.dumps(name, ensure_ascii=True)  # pure ASCII: no reader can split or mis-decode it
 
 
 def is_regression(labels: list[str]) -> bool:
@@ -113,9 +126,47 @@ def is_regression(labels: list[str]) -> bool:
     return len(labels) == 1
 
 
-def read_labels(path: str | Path) -> list[str]:
-    """Read a `labels.txt` written by `write_labels`: the class names in class-index order."""
-    return Path(path).read_text().splitlines()
+def read_labels(path: str | os.PathLike) -> list[str]:
+    """Read a `labels.txt` written by `write_labels`: the class names in class-index order.
+
+    The file is UTF-8 and split at `\\n` only; a `\\r` before it (a file edited on Windows) and
+    blank lines (which `write_labels` never writes) are dropped. A line that is a JSON string is
+    that string; any other line is the name as it stands.
+    """
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text (byte {error.start}): is it a labels.txt?") from None
+    names = []
+    for line in text.split("\n"):
+        line = line.removesuffix("\r")
+        if not line:
+            continue
+        if line.startswith('"') and line.endswith('"') and len(line) > 1:
+            try:
+                name = json.loads(line)
+            except ValueError:
+                name = None
+            if isinstance(name, str):
+                names.append(name)
+                continue
+        names.append(line)
+    return names
+
+
+def check_label_count(labels: list[str], outputs: int, where: str | os.PathLike) -> None:
+    """Raise ValueError unless the class names `labels` (read from `where`) fit a model with `outputs` outputs.
+
+    One name per output (a regression model's one output names its target), or two names for a
+    binary classifier's one sigmoid output. A wrong `labels.txt` once gave an IndexError
+    traceback, or, with one name left, made a 5-class model print one number as a regression.
+    """
+    if len(labels) == outputs or (outputs == 1 and len(labels) == 2):
+        return
+    expected = "1 (a regression target) or 2 (a binary classifier)" if outputs == 1 else str(outputs)
+    raise ValueError(f"{where} names {len(labels)} class{'es' if len(labels) != 1 else ''} but the model has "
+                     f"{outputs} output{'s' if outputs != 1 else ''}; it needs {expected}: is it the labels.txt "
+                     "of another run?")
 
 
 def check_writable(folder: str | Path) -> None:

@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         from keras_transfer import register_serializables
 
         register_serializables()
+        from keras_transfer.archives import check_keras_archive
+
+        check_keras_archive(model_path)  # member sizes, before Keras inflates any
         initial = keras.saving.load_model(model_path, compile=False, safe_mode=True)
     out_dir = args.output_dir or Path("runs") / f"lr_find-{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 

@@ -44,8 +44,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _show(prediction, as_json: bool) -> None:
+    from keras_transfer._names import printable
+
     if prediction.error is not None:
-        print(f"error: {prediction.error}", file=sys.stderr)
+        print(f"error: {printable(prediction.error)}", file=sys.stderr)
         if as_json:
             print(json.dumps({"path": prediction.path, "error": prediction.error}), flush=True)
         return
@@ -54,7 +56,7 @@ def _show(prediction, as_json: bool) -> None:
         if as_json:
             print(json.dumps({"path": prediction.path, "target": target, "value": prediction.value}), flush=True)
         else:
-            print(f"{prediction.path}: {target} {prediction.value:.6g}", flush=True)
+            print(printable(f"{prediction.path}: {target} {prediction.value:.6g}"), flush=True)
         return
     (label, probability), *_ = prediction.top
     if as_json:
@@ -63,7 +65,8 @@ def _show(prediction, as_json: bool) -> None:
               flush=True)
     else:
         best = ", ".join(f"{name} {p:.3f}" for name, p in prediction.top)
-        print(f"{prediction.path}: {label} ({probability:.3f})   [{best}]", flush=True)
+        # Names and paths are printed escaped: a class folder or file named with ESC codes is shown, not obeyed.
+        print(printable(f"{prediction.path}: {label} ({probability:.3f})   [{best}]"), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

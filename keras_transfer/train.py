@@ -64,7 +64,10 @@ def _is_photos(overrides: list[str]) -> bool:
     from keras_transfer.data.pipeline import EMBEDDED
 
     sources = [o.partition("=")[2] for o in overrides if o.startswith("data.source=")]
-    return bool(sources) and str(yaml.safe_load(sources[-1])) not in EMBEDDED
+    try:
+        return bool(sources) and str(yaml.safe_load(sources[-1])) not in EMBEDDED
+    except yaml.YAMLError:
+        return False  # load_config reports the value in one line
 
 
 def _named(overrides: list[str]) -> tuple[str, ...]:

@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         from keras_transfer.config import load_config
 
         config = load_config(args.run / "config.yaml", args.overrides)
+        from keras_transfer.archives import check_keras_archive
+
+        check_keras_archive(args.run / "model.keras")  # member sizes, before Keras inflates any
         model = keras.saving.load_model(args.run / "model.keras", safe_mode=True)
     else:
         _, config = config_from_args(args)

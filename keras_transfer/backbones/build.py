@@ -147,6 +147,9 @@ def _build_from_source(
 
     register_serializables()  # a run's model.keras as a source holds the toolkit's layers
     try:
+        from keras_transfer.archives import check_keras_archive
+
+        check_keras_archive(path)  # member sizes, before Keras inflates any
         # safe_mode refuses Lambda layers and other serialised Python code: an untrusted
         # file can never run code on the user's machine.
         source = keras.saving.load_model(path, compile=False, safe_mode=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 import os
-import tempfile
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -57,17 +57,59 @@ def cache(ds, split, config, name: str, order: Any, examples: int | None = None)
         return ds
     if mode == "memory":
         return ds.cache()
-    folder = cache_folder(config)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = private_folder(cache_folder(config), default=not config.cache_dir)
     return ds.cache(disk_cache_prefix(folder / f"{name}_{cache_key(split, config, order)}"))
 
 
 def cache_folder(config) -> Path:
-    """The disk cache's folder: `config.cache_dir`, else `keras_transfer_cache` in the temp folder.
+    """The disk cache's folder: `config.cache_dir`, else the user's own `$KT_CACHE_DIR/data` or
+    `~/.cache/keras_transfer/data`.
 
-    The pre-scan's manifest (`manifest.py`) lives there too, so one setting moves both.
+    The pre-scan's manifest (`manifest.py`) lives there too, so one setting moves both. The
+    default was once a fixed folder in the shared temp folder, with names anyone could work
+    out: a cache planted there by another user (every label 0) was trained on as is.
     """
-    return Path(config.cache_dir or Path(tempfile.gettempdir()) / "keras_transfer_cache")
+    if config.cache_dir:
+        return Path(config.cache_dir)
+    base = os.environ.get("KT_CACHE_DIR")
+    return Path(base) / "data" if base else Path.home() / ".cache" / "keras_transfer" / "data"
+
+
+def private_folder(folder: Path, *, default: bool = True) -> Path:
+    """Create `folder` readable by its owner only (0700) if it is absent; return it.
+
+    The default cache folder must be this user's and closed to others (it is made so if it is
+    this user's); a `data.cache_dir` of the user's choosing is taken as it is, and what is read
+    from it is checked file by file (`trusted`).
+    """
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if default:
+        info = folder.stat()
+        if _uid() is not None and info.st_uid != _uid():
+            raise PermissionError(f"the cache folder {folder} belongs to another user; set data.cache_dir (or "
+                                  "KT_CACHE_DIR) to a folder of your own")
+        if info.st_mode & 0o077:
+            folder.chmod(0o700)
+    return folder
+
+
+def trusted(path: str | os.PathLike) -> bool:
+    """Whether a cache file may be read: it is this user's, and not writable by every user.
+
+    A file another user wrote (or anyone could have rewritten) into a shared `cache_dir` is never
+    read; this run writes its own beside it. (Group-writable files are read: a umask of 002 makes
+    every file so, and the default folder is closed to the group anyway.)
+    """
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False
+    return (_uid() is None or info.st_uid == _uid()) and not info.st_mode & stat.S_IWOTH
+
+
+def _uid() -> int | None:
+    """This process's user id; None where there is none (Windows: no ownership checks there)."""
+    return os.getuid() if hasattr(os, "getuid") else None
 
 
 def disk_cache_prefix(prefix: Path) -> str:
@@ -81,7 +123,10 @@ def disk_cache_prefix(prefix: Path) -> str:
     and this one caches under a private prefix, removed when it exits. A finished cache (its
     `.index` exists) is read by everyone without any lock.
     """
-    if Path(f"{prefix}.index").exists() or fcntl is None:
+    index = Path(f"{prefix}.index")
+    if index.exists() and not all(trusted(p) for p in (index, *prefix.parent.glob(f"{prefix.name}.data-*"))):
+        return _private(prefix)  # another user's files (or writable by others): never read
+    if index.exists() or fcntl is None:
         return str(prefix)
     if str(prefix) in _OWNED:
         return str(prefix)
@@ -90,11 +135,7 @@ def disk_cache_prefix(prefix: Path) -> str:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         handle.close()
-        private = f"{prefix}.pid{os.getpid()}"
-        if private not in _OWNED:
-            _OWNED[private] = None
-            atexit.register(_remove, private)
-        return private
+        return _private(prefix)
     _OWNED[str(prefix)] = handle
     stale = (*prefix.parent.glob(f"{prefix.name}_*.lockfile"), *prefix.parent.glob(f"{prefix.name}_*.tempstate*"))
     for leftover in stale:
@@ -103,6 +144,15 @@ def disk_cache_prefix(prefix: Path) -> str:
         if not _alive(private.name[len(prefix.name) + 4:].split(".")[0].split("_")[0]):
             private.unlink(missing_ok=True)  # a killed process's private cache, never removed at its exit
     return str(prefix)
+
+
+def _private(prefix: Path) -> str:
+    """A prefix of this process's own beside `prefix`, removed when the process exits."""
+    private = f"{prefix}.pid{os.getpid()}"
+    if private not in _OWNED:
+        _OWNED[private] = None
+        atexit.register(_remove, private)
+    return private
 
 
 def _alive(pid: str) -> bool:

@@ -6,8 +6,9 @@ records, per file, its size and modification time (ns) and what the scan found: 
 or the image's (height, width). A later scan re-checks only files whose (size, mtime_ns) differ
 or that are new; removed files drop out. It is JSON (never pickle), written atomically beside the
 data cache, and carries a version and the folder and `max_pixels` it describes: a manifest that
-does not parse, has another version, or belongs to another folder or another `max_pixels` is
-ignored and rebuilt, never trusted.
+does not parse, has another version, belongs to another folder or another `max_pixels`, or is
+another user's file, or holds a reason that is not one line of printable text (our reasons are),
+is ignored and rebuilt, never trusted.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MANIFEST_VERSION = 1
+MAX_REASON = 300  # characters; the longest reason the scan writes is about 120
 
 
 @dataclass
@@ -91,7 +93,7 @@ class ScanManifest:
         content = {"version": MANIFEST_VERSION, "source": self.identity, "max_pixels": self.max_pixels,
                    "entries": self.seen}
         try:
-            self.store.parent.mkdir(parents=True, exist_ok=True)
+            self.store.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             atomic_write_text(self.store, json.dumps(content, separators=(",", ":")))
         except OSError:
             pass
@@ -100,9 +102,13 @@ class ScanManifest:
 
 def _read_entries(store: Path, identity: str, max_pixels: int) -> dict[str, list]:
     """The entries of `store` if it is a valid manifest of `identity` at `max_pixels`, else {}."""
+    from keras_transfer.data.cache import trusted
+
+    if not trusted(store):  # absent, or another user's: a planted "good" verdict would skip the decode
+        return {}
     try:
         content = json.loads(store.read_bytes())
-    except (OSError, ValueError):  # absent, unreadable, garbage bytes, truncated JSON, bad UTF-8
+    except (OSError, ValueError):  # unreadable, garbage bytes, truncated JSON, bad UTF-8
         return {}
     if (not isinstance(content, dict) or content.get("version") != MANIFEST_VERSION
             or content.get("source") != identity or content.get("max_pixels") != max_pixels
@@ -121,4 +127,6 @@ def _valid_entry(entry) -> bool:
     ints = all(type(v) is int for v in (size, mtime))
     if reason is None:
         return ints and type(height) is int and type(width) is int
-    return ints and isinstance(reason, str) and height is None and width is None
+    # Reasons are our own one-line words: anything else (escape codes, pages of text) was not written here.
+    return (ints and isinstance(reason, str) and reason.isprintable() and len(reason) <= MAX_REASON
+            and height is None and width is None)

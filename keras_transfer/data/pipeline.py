@@ -10,6 +10,7 @@ toolkit's models take directly.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import socket
 from dataclasses import asdict, dataclass, field
@@ -29,6 +30,7 @@ from keras_transfer.data.split import BALANCE_MODES, balance_indices, class_weig
 from keras_transfer.images import DEFAULT_MAX_PIXELS, RESIZE_POLICIES, resize_image
 
 SOURCE_KINDS = ("folder", "csv", "tfds", "npz")
+MAX_IMAGE_SIDE = 4096  # data.image_size per side: one 4096x4096 RGB float batch of 32 is 6.4 GB already
 AUGMENT_PLACES = ("data", "model")
 DATA_CONSTRAINTS = {
     "batch_size": Interval(1, integer=True),
@@ -83,14 +85,21 @@ class DataConfig:
 
     def __post_init__(self):
         check_constraints(self, DATA_CONSTRAINTS, prefix="data")
-        if isinstance(self.image_size, int) and not isinstance(self.image_size, bool):
+        if isinstance(self.image_size, numbers.Integral) and not isinstance(self.image_size, bool):
             object.__setattr__(self, "image_size", (self.image_size, self.image_size))  # 96 means 96x96
-        size = tuple(int(s) for s in self.image_size)
+        given = self.image_size
+        if (not isinstance(given, (tuple, list)) or len(given) != 2
+                or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) for s in given)):
+            raise ValueError(f"data.image_size must be [height, width] in whole pixels (or one number for a "
+                             f"square), got {given!r}")
+        size = tuple(int(s) for s in given)
         object.__setattr__(self, "image_size", size)
         if isinstance(self.augment, list):
             object.__setattr__(self, "augment", tuple(self.augment))
-        if len(size) != 2 or min(size) < 8:
-            raise ValueError(f"data.image_size must be [height, width] of at least 8 pixels, got {self.image_size!r}")
+        if min(size) < 8 or max(size) > MAX_IMAGE_SIDE:
+            # [100000, 100000] once passed and died out of memory with a half-made run folder.
+            raise ValueError(f"data.image_size must be [height, width] of at least 8 and at most {MAX_IMAGE_SIDE} "
+                             f"pixels per side, got {list(given)!r}")
         if self.val_split + self.test_split >= 0.9:
             raise ValueError("data.val_split + data.test_split leave almost nothing to train on")
         augmentation_layers(self.augment)  # names checked now, before any work

@@ -64,8 +64,21 @@ def folder_records(root: Path) -> tuple[dict[str, Records], list[str]]:
     """
     if not root.is_dir():
         raise ValueError(f"data folder {root} does not exist or is not a folder")
-    children = {child.name.lower(): child for child in root.iterdir() if child.is_dir()}
-    split_dirs = {split: children[name] for split, names in SPLIT_FOLDERS.items() for name in names if name in children}
+    children: dict[str, Path] = {}
+    split_names = {name for names in SPLIT_FOLDERS.values() for name in names}
+    for child in sorted(p for p in root.iterdir() if p.is_dir()):
+        key = child.name.lower()
+        if key in children and key in split_names:  # Validation/ beside validation/: one was ignored silently
+            raise ValueError(f"{root} has both {children[key].name}/ and {child.name}/; keep one of them")
+        children[key] = child
+    split_dirs = {}
+    for split, names in SPLIT_FOLDERS.items():
+        found = [children[name] for name in names if name in children]
+        if len(found) > 1:
+            raise ValueError(f"{root} has both {found[0].name}/ and {found[1].name}/ for the {split} split; "
+                             "keep one of them")
+        if found:
+            split_dirs[split] = found[0]
     if "train" not in split_dirs and split_dirs:
         raise ValueError(f"{root} has {', '.join(sorted(split_dirs))}/ but no train/ folder")
     if not split_dirs:
@@ -76,6 +89,7 @@ def folder_records(root: Path) -> tuple[dict[str, Records], list[str]]:
         classes = sorted(child for child in folder.iterdir() if child.is_dir())
         if not classes:
             raise ValueError(f"{folder} holds no class folders: expected {folder}/<class name>/<image files>")
+        check_distinct_names([c.name for c in classes], folder)
         for class_dir in classes:
             files = _image_files(class_dir)
             if not files:
@@ -84,6 +98,27 @@ def folder_records(root: Path) -> tuple[dict[str, Records], list[str]]:
             records.labels.extend([(class_dir.name,)] * len(files))
         result[split] = records
     return result, empty
+
+
+def check_distinct_names(names: list[str], where: str | os.PathLike) -> None:
+    """Raise ValueError when two class names look the same: equal once Unicode-normalised (NFC).
+
+    `café` typed on Linux (NFC) and copied from macOS (NFD) are two folders and two classes that
+    print identically; a model trained on them splits one class in two, and nobody can tell which
+    is which. Names that differ in case stay two classes: they look different.
+    """
+    import unicodedata
+
+    seen: dict[str, str] = {}
+    for name in names:
+        key = unicodedata.normalize("NFC", name)
+        if key in seen and seen[key] != name:
+            from keras_transfer._names import printable
+
+            raise ValueError(f"{where}: class names {ascii(seen[key])} and {ascii(name)} look identical ({printable(key)}) "
+                             "but are spelt with different Unicode code points (NFC and NFD); rename or merge "
+                             "one of them")
+        seen.setdefault(key, name)
 
 
 def _image_files(folder: Path) -> list[str]:
@@ -147,6 +182,7 @@ def csv_records(path: Path, root: str | os.PathLike | None = None, *, regression
         empty = next((line for (line, _, _), labels in zip(rows, records.labels) if not labels), None)
         if empty is not None:
             raise ValueError(f"{path}, line {empty}: every row needs a path and at least one label")
+        check_distinct_names(sorted({label for labels in records.labels for label in labels}), path)
         return records
     records.labels = [() for _ in rows]
     records.targets = [_target(path, line, column, value, why) for line, _, value in rows]

@@ -72,12 +72,15 @@ def find_run_model(run_dir: str | os.PathLike) -> Path:
                             "model.keras): train into it with python -m keras_transfer.train first")
 
 
-def _labels_beside(path: Path) -> list[str]:
-    from keras_transfer.files import read_labels
+def _labels_beside(path: Path, outputs: int) -> list[str]:
+    """The class names of the `labels.txt` nearest above `path`, checked against the model's `outputs`."""
+    from keras_transfer.files import check_label_count, read_labels
 
     for folder in (path.parent, path.parent.parent, path.parent.parent.parent):
         if (folder / "labels.txt").is_file():
-            return read_labels(folder / "labels.txt")
+            labels = read_labels(folder / "labels.txt")
+            check_label_count(labels, outputs, folder / "labels.txt")
+            return labels
     raise FileNotFoundError(f"no labels.txt beside {path}: export with python -m keras_transfer.export")
 
 
@@ -109,10 +112,20 @@ def load_classifier(path: str | os.PathLike, *, resize: str = "resize") -> Class
         from keras_transfer.deploy.op_guard import check_saved_model
 
         check_saved_model(path)  # before TensorFlow runs any of the model's functions
+        from keras_transfer.files import check_label_count, read_labels
+
         serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+        produced = serve.structured_outputs
+        key = "values" if "values" in produced else "probabilities"
+        outputs = produced[key].shape[-1]
+        if outputs is None:
+            raise ValueError(f"{path}: its serving signature's {key} have no fixed number of classes")
         asset = path / "assets" / "labels.txt"  # the class names travel inside the SavedModel
-        labels = asset.read_text().splitlines() if asset.is_file() else _labels_beside(path)
-        key = "values" if len(labels) == 1 else "probabilities"
+        if asset.is_file():
+            labels = read_labels(asset)
+            check_label_count(labels, int(outputs), asset)
+        else:
+            labels = _labels_beside(path, int(outputs))
         return Classifier(lambda pixels: serve(images=tf.constant(pixels[None], tf.uint8))[key].numpy()[0],
                           labels, path)
     if path.suffix == ".tflite":
@@ -120,7 +133,7 @@ def load_classifier(path: str | os.PathLike, *, resize: str = "resize") -> Class
 
         interpreter = tflite_interpreter(path)
         size = tuple(int(d) for d in interpreter.get_input_details()[0]["shape"][1:3])
-        labels = _labels_beside(path)
+        labels = _labels_beside(path, int(interpreter.get_output_details()[0]["shape"][-1]))
         scores = _scores(labels)
         return Classifier(lambda pixels: scores(tflite_predict(interpreter, resize_rgb(pixels, size, resize)[None]))[0],
                           labels, path)
@@ -129,7 +142,10 @@ def load_classifier(path: str | os.PathLike, *, resize: str = "resize") -> Class
 
         session = onnx_session(path)
         size = tuple(int(d) for d in session.get_inputs()[0].shape[1:3])
+        from keras_transfer.files import check_label_count
+
         labels = onnx_labels(session)
+        check_label_count(labels, _onnx_outputs(session), f"{path} (its 'labels' metadata)")
         scores = _scores(labels)
         return Classifier(lambda pixels: scores(onnx_predict(session, resize_rgb(pixels, size, resize)[None]))[0],
                           labels, path)
@@ -140,13 +156,24 @@ def load_classifier(path: str | os.PathLike, *, resize: str = "resize") -> Class
 
         register_serializables()
 
+        from keras_transfer.archives import check_keras_archive
+
+        check_keras_archive(path)  # member sizes, before Keras inflates any
         model = keras.saving.load_model(path, safe_mode=True)
         size = tuple(int(d) for d in model.input.shape[1:3])
-        labels = _labels_beside(path)
+        labels = _labels_beside(path, int(model.output.shape[-1]))
         scores = _scores(labels)
         return Classifier(lambda pixels: scores(np.asarray(model(resize_rgb(pixels, size, resize)[None], training=False)))[0],
                           labels, path)
     raise ValueError(f"--model must be a SavedModel folder, a .keras, .tflite or .onnx file, or a run directory; got {path}")
+
+
+def _onnx_outputs(session) -> int:
+    """The class count of an ONNX model's first output ([N, C]); a symbolic C is refused."""
+    last = session.get_outputs()[0].shape[-1]
+    if not isinstance(last, int):
+        raise ValueError(f"this ONNX model's output has no fixed number of classes (shape {session.get_outputs()[0].shape})")
+    return last
 
 
 def _scores(labels: list[str]) -> Callable[[np.ndarray], np.ndarray]:

@@ -58,6 +58,7 @@ def export_run(run_dir: str | os.PathLike, formats: Sequence[str] = ("saved_mode
     from keras_transfer.config import load_config
     from keras_transfer.files import (
         atomic_write_text,
+        check_label_count,
         is_regression,
         make_dir,
         read_labels,
@@ -72,6 +73,7 @@ def export_run(run_dir: str | os.PathLike, formats: Sequence[str] = ("saved_mode
     out = run_dir / "export"
     check_writable(out)
     class_names = read_labels(run_dir / "labels.txt")
+    check_label_count(class_names, int(model.output.shape[-1]), run_dir / "labels.txt")
     regression = is_regression(class_names)
     make_dir(out)
     write_labels(out / "labels.txt", class_names)  # for .keras and .tflite
@@ -147,6 +149,9 @@ def _load_run_model(run_dir: Path):
 
     if not (run_dir / "model.keras").is_file():
         raise FileNotFoundError(f"{run_dir} has no model.keras: is it a finished keras_transfer run?")
+    from keras_transfer.archives import check_keras_archive
+
+    check_keras_archive(run_dir / "model.keras")  # member sizes, before Keras inflates any
     return keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
 
 

@@ -10,6 +10,7 @@ one (a truncated `.npz`, an empty `state.json`) is reported and the previous int
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import zipfile
 from dataclasses import dataclass
@@ -32,10 +33,23 @@ class Checkpoint:
     arrays: dict[str, list[np.ndarray]]
 
     def restore_model(self, model) -> None:
-        """Load the checkpoint's weights into `model`, rebuilt from the run's own config."""
+        """Load the checkpoint's weights into `model`, rebuilt from the run's own config.
+
+        Weights are stored by position; the checkpoint also names each one (`weight_paths`), so
+        a model whose weights come in another order (a Keras upgrade, an edited config) is
+        refused instead of loaded silently into the wrong variables.
+        """
         values = self.arrays["model.npz"]
         if len(values) != len(model.weights) or any(tuple(v.shape) != tuple(w.shape) for v, w in zip(values, model.weights)):
             raise RuntimeError(f"checkpoint {self.folder} does not match the model built from the run's config.yaml")
+        saved = self.state.get("weight_paths")
+        if saved is not None:  # checkpoints written before weight_paths existed load by position
+            now = [w.path for w in model.weights]
+            wrong = next((i for i, (a, b) in enumerate(zip(saved, now)) if _weight_key(a) != _weight_key(b)), None)
+            if wrong is not None:
+                raise RuntimeError(f"checkpoint {self.folder} holds weight {wrong} as {saved[wrong]!r}, and the model "
+                                   f"built from the run's config.yaml has {now[wrong]!r} there (another Keras version, "
+                                   "or an edited config?); resume with what wrote it, or start a new run")
         for variable, value in zip(model.weights, values):
             variable.assign(value)
 
@@ -46,6 +60,12 @@ class Checkpoint:
     def best_weights(self) -> list[np.ndarray] | None:
         """Early stopping's best weights so far in the interrupted stage, if it kept any."""
         return self.arrays.get("best.npz")
+
+
+def _weight_key(path: str) -> str:
+    """A weight's path without auto-numbering (`dense_3/kernel` -> `dense/kernel`): the numbers
+    depend on what the process built before, the rest does not."""
+    return re.sub(r"_\d+(?=/|$)", "", path)
 
 
 def _savez(path: Path, values) -> None:
@@ -96,7 +116,8 @@ class Checkpointer:
                 _savez(tmp / "optimizer.npz", (v.numpy() for v in optimizer.variables))
             if best_weights is not None:
                 _savez(tmp / "best.npz", best_weights)
-            (tmp / "state.json").write_text(json.dumps(state))
+            named = {**state, "weight_paths": [v.path for v in model.weights]}
+            (tmp / "state.json").write_text(json.dumps(named))
 
         final = atomic_folder(self.folder / name, write)
         atomic_write_text(self.folder / "LATEST", name + "\n")

@@ -21,8 +21,10 @@ import numpy as np
 import yaml
 
 from keras_transfer.backbones import build_backbone
+from keras_transfer._names import printable
 from keras_transfer.config import ConfigError, RunConfig, StageConfig, to_dict
 from keras_transfer.data import DataBundle, load_data
+from keras_transfer.data.fingerprint import RECORD_NAME, check_run_classes, recorded_data, write_split_record
 from keras_transfer.freeze import resolve_trainable
 from keras_transfer.heads import HeadSpec, build_classifier, inference_model
 from keras_transfer.files import atomic_file, atomic_write_text, claimed_folder, write_labels
@@ -100,6 +102,10 @@ def check_stages(model: keras.Model, config: RunConfig, data: DataBundle | None 
                               f"{es.monitor.removeprefix('val_')} or set data.val_split")
 
 
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite: the run stopped before checkpointing that epoch."""
+
+
 class _EpochRecorder(keras.callbacks.Callback):
     """Append each epoch to the run history (stage, lr, metrics) and checkpoint it atomically."""
 
@@ -113,6 +119,16 @@ class _EpochRecorder(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         lr = float(np.asarray(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+        bad = next(((k, float(v)) for k, v in (logs or {}).items() if k in ("loss", "val_loss")
+                    and not np.isfinite(float(v))), None)
+        if bad is not None:
+            # Before the checkpoint: the last one saved stays the last good one.
+            which = "training" if bad[0] == "loss" else "validation"
+            raise NonFiniteLossError(
+                f"training.stages.{self.stage.name}: the {which} loss became {bad[1]} in epoch "
+                f"{self.offset + epoch + 1} (learning rate {lr:g}), so the run stopped; its last good checkpoint "
+                f"(after epoch {len(self.run.history)}) is kept in {self.run.run_dir / 'checkpoints'}; lower "
+                f"training.stages.{self.stage.name}.learning_rate (or check the data) and start a new run")
         row = {"epoch": self.offset + epoch + 1, "stage": self.stage.name, "stage_epoch": epoch + 1, "lr": lr,
                "seconds": round(time.perf_counter() - self.started, 3)}
         row.update({k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"})
@@ -210,11 +226,21 @@ def _run(config: RunConfig, placement: Placement, strategy, resume: bool, log, o
     keras.utils.set_random_seed(config.training.seed)
     if config.training.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    data = load_data(config.data, task=config.model.task)
+    record = placement.run_dir / RECORD_NAME
+    # A resumed run trains on the split it started with (or is refused before anything is written).
+    recorded = resume and record.is_file()
+    data = (recorded_data(config.data, record, task=config.model.task, log=log) if recorded
+            else load_data(config.data, task=config.model.task))
+    if resume and not recorded:
+        check_run_classes(placement.run_dir / "labels.txt", data)
     model = build_model(config, data)
     check_stages(model, config, data)
 
-    start_run_dir(config, placement.write_dir, data, log)
+    if recorded:
+        (placement.write_dir / "plots").mkdir(parents=True, exist_ok=True)
+        _log_data(data, log)
+    else:
+        start_run_dir(config, placement.write_dir, data, log)
     task = resolve_task(config, data)
     state = _Run(config, placement.write_dir, data, model, task, log, placement, strategy)
     _log_strategy(state, strategy)
@@ -263,12 +289,14 @@ def _log_strategy(run: _Run, strategy) -> None:
 
 
 def start_run_dir(config: RunConfig, run_dir: Path, data: DataBundle, log: Callable[[str], None] = print) -> None:
-    """Create `run_dir` with what a run knows before training: config.yaml, labels.txt, data_report.json."""
+    """Create `run_dir` with what a run knows before training: config.yaml, labels.txt,
+    data_report.json and split.json (the split it trains on, for --resume and evaluate)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "plots").mkdir(exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
     write_labels(run_dir / "labels.txt", data.class_names)
     data.write_report(run_dir / "data_report.json")
+    write_split_record(data, run_dir / RECORD_NAME)
     _log_data(data, log)
 
 
@@ -359,8 +387,8 @@ def _log_data(data: DataBundle, log: Callable[[str], None]) -> None:
         log(f"data: {data.config.source}, regression on '{data.class_names[0]}' (train mean {train['mean']:.4g}, "
             f"std {train['std']:.4g}, range {train['min']:.4g} to {train['max']:.4g}); {sizes}")
         return
-    log(f"data: {data.config.source}, {data.num_classes} classes ({', '.join(data.class_names[:10])}"
+    log(f"data: {data.config.source}, {data.num_classes} classes ({printable(', '.join(data.class_names[:10]))}"
         f"{', ...' if data.num_classes > 10 else ''}); {sizes or 'streamed from TFDS'}")
     if data.skipped:
         log(f"skipped {len(data.skipped)} unreadable file(s), listed in data_report.json; first: "
-            f"{data.skipped[0].path} ({data.skipped[0].reason})")
+            f"{printable(data.skipped[0].path)} ({printable(data.skipped[0].reason)})")
