@@ -170,7 +170,7 @@ def _top_and_best(probe: ProbeResult):
 
 
 def _block_accuracy(probe: ProbeResult, row) -> float:
-    """A block's accuracy for the probe gap: cross-validated when every block was, else the ridge proxy's for all."""
+    """A block's accuracy for the probe gap: cross-validated when every block was, else the nearest-class-mean proxy's for all."""
     singles = [r for r in probe.rows if "+" not in r.layer]
     if all(r.cv_accuracy is not None and not np.isnan(r.cv_accuracy) for r in singles):
         return float(row.cv_accuracy)

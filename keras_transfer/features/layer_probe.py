@@ -31,7 +31,7 @@ class ProbeRow:
     """One probed candidate: its block name (or blocks joined by +), Keras layer(s), feature width, scores.
 
     `cv_accuracy` and `cv_sem` are the cross-validated accuracy over the labelled images (train
-    and val) and its standard error; `proxy_accuracy` the ridge classifier's leave-one-out
+    and val) and its standard error; `proxy_accuracy` the nearest class mean's leave-one-out
     accuracy that pruned the candidates; val and test accuracies are those of the classifier
     fitted on train at the chosen C.
     """
@@ -89,7 +89,7 @@ class ProbeResult:
             cv = "—" if r.cv_accuracy is None or np.isnan(r.cv_accuracy) else \
                 f"{100 * r.cv_accuracy:.1f}% ± {100 * (r.cv_sem or 0):.1f}"
             if cv == "—" and r.proxy_accuracy is not None:
-                cv = f"(ridge {100 * r.proxy_accuracy:.1f}%)"
+                cv = f"(class means {100 * r.proxy_accuracy:.1f}%)"
             mark = " **chosen**" if r.layer == self.chosen else ""
             lines.append(f"| {r.layer}{mark} | `{r.keras_layer}` | {r.dim} | {'—' if r.C is None else f'{r.C:g}'} "
                          f"| {cv} | {_pct(r.val_accuracy)} | {_pct(r.test_accuracy)} |")
@@ -106,7 +106,7 @@ def probe_layers(backbone: keras.Model, data: DataBundle, layers: str | Sequence
     Labels must be one class per image. Features come from `extract_features` (cached, with
     `views`). For logistic regression every block, and the top blocks together when probing
     every block, is scored by cross-validation over the labelled images (`selection.select`; with
-    `prune`, only the candidates a ridge classifier ranks best are fitted); the linear SVM and kNN
+    `prune`, only the candidates the nearest class mean ranks best are fitted); the linear SVM and kNN
     choose their C or k by cross-validation per layer. With `score_splits`, each fitted candidate
     is then fitted on train at its chosen C and scored on val and test.
     """

@@ -17,8 +17,8 @@ of small data:
 
 Without two labelled images in every class there are no folds: the documented default is the
 deepest block at `DEFAULT_C`, never a shallow block without evidence. Candidates are every block
-and the pooled features of the top blocks concatenated (Head2Toe, Evci et al. 2022); a ridge
-classifier's leave-one-out accuracy, a closed form, prunes them to `KEEP_AFTER_PROXY` before the
+and the pooled features of the top blocks concatenated (Head2Toe, Evci et al. 2022); the nearest
+class mean's leave-one-out accuracy, a closed form, prunes them to `KEEP_AFTER_PROXY` before the
 logistic regressions are fitted, so the search costs seconds on a hundred classes.
 """
 
@@ -40,7 +40,9 @@ C_GRID = tuple(float(c) for c in np.logspace(-3, 1, 5))
 WIDEN_TIMES = 2
 CONCAT_TOP = 3
 KEEP_AFTER_PROXY = 3
-PROXY_ALPHAS = tuple(float(a) for a in np.logspace(-1, 4, 6))
+# With a thousand labelled images or more, three folds: their standard error is still small, and
+# the logistic regressions cost 40% less.
+LARGE = 1000
 MAX_ITER = 200
 TOLERANCE = 1e-3
 
@@ -110,7 +112,7 @@ def candidates(blocks: list[str], concat_top: int = CONCAT_TOP) -> list[Candidat
 def make_folds(y: np.ndarray, seed: int, folds: int = FOLDS) -> list[tuple[np.ndarray, np.ndarray]]:
     """Stratified k folds, k = min(`folds`, the smallest class's count); none when a class has one image."""
     smallest = int(np.bincount(y)[np.unique(y)].min())
-    k = min(folds, smallest)
+    k = min(folds if len(y) < LARGE else 3, smallest)
     if k < 2:
         return []
     from sklearn.model_selection import StratifiedKFold
@@ -139,7 +141,7 @@ def select(features: dict[str, np.ndarray], y: np.ndarray, blocks: list[str], *,
             f"{blocks[-1]} at C = {DEFAULT_C:g}, the documented default"])
     method = f"{len(folds)}-fold cross-validation on {len(y)} labelled images"
     started = time.perf_counter()
-    proxies = {c.name: _ridge_loo(_stack(features, c).mean(axis=1), y) for c in cands}
+    proxies = {c.name: _nearest_mean_loo(_stack(features, c).mean(axis=1), y) for c in cands}
     proxy_seconds = time.perf_counter() - started
     # The proxy keeps the best `keep` (ties to the deeper) and the concatenation; the deepest block
     # stays in as the prior the rules fall back on.
@@ -163,7 +165,7 @@ def select(features: dict[str, np.ndarray], y: np.ndarray, blocks: list[str], *,
     reasons = [f"{method}: best {best.describe()}"]
     if chosen is not best:
         reasons.append(f"{chosen.describe()} is within one standard error of it: the deeper block wins a tie")
-    reasons.append(f"candidates pruned by a ridge classifier's leave-one-out accuracy ({proxy_seconds:.1f} s), "
+    reasons.append(f"candidates pruned by the nearest class mean's leave-one-out accuracy ({proxy_seconds:.1f} s), "
                    f"logistic regressions on {len(fitted)} of {len(scores)} ({logistic_seconds:.1f} s)")
     return Selection(scores, chosen, method, len(y), reasons,
                      {"proxy": round(proxy_seconds, 3), "logistic": round(logistic_seconds, 3)})
@@ -183,14 +185,27 @@ def _stack(features: dict[str, np.ndarray], candidate: Candidate) -> np.ndarray:
     return arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=-1)
 
 
-def _ridge_loo(x: np.ndarray, y: np.ndarray) -> float:
-    """Leave-one-out accuracy of a one-vs-all ridge classifier on standardised `x` (best of `PROXY_ALPHAS`)."""
-    from sklearn.linear_model import RidgeClassifierCV
-    from threadpoolctl import threadpool_limits
+def _nearest_mean_loo(x: np.ndarray, y: np.ndarray) -> float:
+    """Leave-one-out accuracy of the nearest class mean on centred, globally scaled `x`, in closed form.
 
+    Each image is compared with its own class's mean without itself: O(N K D), a second or less
+    even for a hundred classes, where a ridge classifier's leave-one-out took 40 s on 2,626 images.
+    """
     z = _standardise(x, x)
-    with threadpool_limits(limits=1):
-        return float(RidgeClassifierCV(alphas=PROXY_ALPHAS, scoring="accuracy").fit(z, y).best_score_)
+    classes = np.unique(y)
+    index = np.searchsorted(classes, y)
+    sums = np.stack([z[y == c].sum(axis=0) for c in classes])
+    counts = np.array([(y == c).sum() for c in classes], dtype=np.float64)
+    dots = z @ sums.T  # x . S_k
+    sq = (z * z).sum(axis=1)
+    means_sq = (sums * sums).sum(axis=1) / counts ** 2
+    distance = sq[:, None] - 2 * dots / counts + means_sq  # ||x - S_k / n_k||^2
+    own = np.arange(len(z)), index
+    n = counts[index] - 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        alone = sq - 2 * (dots[own] - sq) / n + ((sums[index] ** 2).sum(axis=1) - 2 * dots[own] + sq) / n ** 2
+    distance[own] = np.where(n > 0, alone, np.inf)  # a class's only image has no mean without itself
+    return float((distance.argmin(axis=1) == index).mean())
 
 
 def global_scale(rows: np.ndarray) -> float:
