@@ -34,7 +34,6 @@ import yaml
 from keras_transfer.config import RunConfig, from_dict, packaged_config, to_dict
 from keras_transfer.data import DataBundle
 from keras_transfer.features.layer_probe import ProbeResult, probe_layers
-from keras_transfer.training.feature_cache import compiled_forward
 
 SMALL_PER_CLASS = 30
 PROBE_MARGIN = 0.10
@@ -206,10 +205,11 @@ def bn_shift(backbone: keras.Model, data: DataBundle, split: str = "train", max_
         return None
     means = [keras.layers.GlobalAveragePooling2D()(layer.input) if len(layer.input.shape) == 4 else layer.input
              for layer in norms]
-    step = compiled_forward(keras.Model(backbone.input, means), as_list=True)
+    # Eager: tracing this many-output model took longer (3-10 s) than running the few batches it sees.
+    statistics = keras.Model(backbone.input, means)
     sums, count = [0.0] * len(norms), 0
     for x, _ in data.dataset(split, training=False).take(max_batches):
-        for i, out in enumerate(step(x)):
+        for i, out in enumerate(statistics(x, training=False)):
             sums[i] = sums[i] + np.asarray(out, dtype=np.float64).sum(axis=0)
         count += int(x.shape[0])
     shifts = []

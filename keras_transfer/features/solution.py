@@ -66,7 +66,7 @@ def _run(config: RunConfig, run_dir: Path, log: Callable[[str], None], cache_dir
         cv = choose_C(stacked, np.concatenate([features.labels[s] for s in labelled]), seed=config.training.seed,
                       **({"grid": (float(m.head.C),)} if m.head.C is not None else {}))
         grid, scaling = (cv.C,), "global"
-        selected_on = ("model.head.C" if m.head.C is not None else
+        selected_on = ("value given in model.head.C" if m.head.C is not None else
                        f"{len(cv.folds)}-fold cross-validation (log-loss, one standard error to the smaller C) "
                        f"on {len(stacked)} images" if cv.folds else "the default: too few images per class for folds")
         record["cross_validation"] = cv.grid

@@ -363,7 +363,10 @@ def write_results(run_dir: Path, model: keras.Model, data: DataBundle, metrics: 
                               title=f"{split} split")
     _save_model(model, run_dir / "model.keras")
     for split, values in metrics.items():
-        if "accuracy" in values:
+        if split == "cross_validation":
+            log(f"cross-validated accuracy: {values['accuracy']:.4f} ± {values['accuracy_sem']:.4f} "
+                f"({values['examples']} images, {values['folds']} folds)")
+        elif "accuracy" in values:
             log(f"{split} accuracy: {values['accuracy']:.4f} ({values['examples']} images)")
         if "mae" in values:
             log(f"{split} MAE {values['mae']:.4g}, RMSE {values['rmse']:.4g}, R^2 {values['r2']:.3f} "
