@@ -209,7 +209,8 @@ def bn_shift(backbone: keras.Model, data: DataBundle, split: str = "train", max_
     statistics = keras.Model(backbone.input, means)
     sums, count = [0.0] * len(norms), 0
     for x, _ in data.dataset(split, training=False).take(max_batches):
-        for i, out in enumerate(statistics(x, training=False)):
+        outs = statistics(x, training=False)
+        for i, out in enumerate(outs if isinstance(outs, (list, tuple)) else [outs]):
             sums[i] = sums[i] + np.asarray(out, dtype=np.float64).sum(axis=0)
         count += int(x.shape[0])
     shifts = []
