@@ -348,6 +348,10 @@ def resolve_recipe(config: RunConfig, *, named: tuple[str, ...] = (), cache_dir:
     decision = decide(m.examples_per_class, m.probe_gap, m.bn_shift)
     best = m.probe.best()
     _apply_recipe(raw, decision.recipe, best.layer.split("+"), best.C, views)
+    if decision.recipe == "solution2":
+        from keras_transfer.features.extract import hand_over
+
+        hand_over(config, backbone)  # the run extracts with the same frozen backbone
     total = time.perf_counter() - started
     costs = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in m.seconds.items())
     log(f"recipe auto: {describe_recipe(decision.recipe)}"

@@ -204,8 +204,28 @@ def backbone_and_data(config, purpose: str | None = None) -> tuple[keras.Model, 
     if purpose is not None and data.task == "regression":
         raise ValueError(f"{purpose} classifies one class per image, and {config.data.source} holds regression "
                          "targets; train them with python -m keras_transfer.train and model.head.type: dense")
+    key = (m.backbone, m.weights, tuple(config.data.image_size), m.cut_at)
+    global _HANDED_OVER
+    handed, _HANDED_OVER = _HANDED_OVER, None
+    if handed is not None and handed[0] == key:
+        return handed[1], data
     backbone = build_backbone(m.backbone, weights=m.weights, input_shape=(*config.data.image_size, 3), cut_at=m.cut_at)
     return backbone, data
+
+
+def hand_over(config, backbone: keras.Model) -> None:
+    """Let the next `backbone_and_data` call for the same backbone take this frozen one instead of building it.
+
+    `recipe: auto` measures with a backbone and then runs feature extraction with the same one;
+    building EfficientNet-Lite0 again cost 3-6 s of a one-liner that takes half a minute. Only the
+    next call may take it, so a model trained in between is never handed out.
+    """
+    global _HANDED_OVER
+    m = config.model
+    _HANDED_OVER = ((m.backbone, m.weights, tuple(config.data.image_size), m.cut_at), backbone)
+
+
+_HANDED_OVER = None
 
 
 def feature_model(backbone: keras.Model, layers: Sequence[str], pooling: str = "avg",
