@@ -12,6 +12,7 @@ bytes in theirs, and a path from someone else's CSV may name a file that is not 
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,7 +89,11 @@ class _opened:
             Image.MAX_IMAGE_PIXELS = self.max_pixels
         path = self.path
         try:
-            if path.is_file() and path.stat().st_size == 0:
+            info = path.stat()
+            if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
+                # A FIFO named photo.jpg would block open() for ever; a device could stream without end.
+                raise ImageReadError(path, f"not a regular file ({_file_kind(info.st_mode)}), skipped")
+            if stat.S_ISREG(info.st_mode) and info.st_size == 0:
                 raise ImageReadError(path, "empty file (0 bytes)")
             self.image = Image.open(path)
         except ImageReadError:
@@ -114,6 +119,12 @@ class _opened:
     def __exit__(self, *exc) -> None:
         if self.image is not None:
             self.image.close()
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"))
+    return next((name for test, name in kinds if test(mode)), "not a file")
 
 
 def _too_many(size: tuple[int, int] | None, max_pixels: int) -> str:

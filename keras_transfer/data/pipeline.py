@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,10 @@ class _Split:
         )
 
 
+class DataChangedError(ValueError):
+    """An image file vanished or changed between the start-up check and its reading in training."""
+
+
 @dataclass
 class DataBundle:
     """The loaded data: per-split pipelines on demand, class names, counts and the data report.
@@ -233,6 +238,39 @@ class DataBundle:
         options = tf.data.Options()
         options.deterministic = True
         return ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE).with_options(options).prefetch(tf.data.AUTOTUNE)
+
+    @contextmanager
+    def reading(self):
+        """Turn a file that vanished or changed after the pre-scan into one line naming it.
+
+        The pre-scan decodes every file before training; one deleted or rewritten later made
+        TensorFlow fail deep inside `fit` with a traceback. Inside this block that becomes a
+        `DataChangedError` (a ValueError) naming the file, when TensorFlow's message does.
+        """
+        import tensorflow as tf
+
+        files = any(split.paths is not None for split in self.splits.values())
+        try:
+            yield
+        except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError, tf.errors.DataLossError,
+                tf.errors.PermissionDeniedError) as error:
+            message = str(error.message)
+            path = self._path_in(message) if files else None
+            decoding = isinstance(error, tf.errors.InvalidArgumentError) and "Decode" in message
+            if path is None and not (files and decoding):
+                raise  # not about our files: a model or shape error keeps its own message
+            what = ("was deleted or moved" if isinstance(error, tf.errors.NotFoundError)
+                    else "can no longer be read" if isinstance(error, tf.errors.PermissionDeniedError)
+                    else "no longer decodes (rewritten or truncated)")
+            raise DataChangedError(f"{path or 'an image file'}: {what} since the data was checked at start-up; "
+                                   "restore it, or run again to check the files anew") from None
+
+    def _path_in(self, message: str) -> str | None:
+        for split in self.splits.values():
+            for path in split.paths or ():
+                if path in message:
+                    return path
+        return None
 
     def report(self) -> dict[str, Any]:
         """The data report: source, classes, counts per split, and every skipped file with its reason."""

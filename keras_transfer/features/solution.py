@@ -45,7 +45,8 @@ def _run(config: RunConfig, run_dir: Path, log: Callable[[str], None], cache_dir
     start_run_dir(config, run_dir, data, log)
     log(f"Solution II: {kind} on frozen {backbone.name} features ({backbone.layers[-1].name}, "
         f"{m.head.pooling} pooled); training.stages are not used")
-    features = extract_features(backbone, data, pooling=m.head.pooling, cache_dir=cache_dir, log=log)
+    with data.reading():  # a photo deleted since the start-up check: one line naming it
+        features = extract_features(backbone, data, pooling=m.head.pooling, cache_dir=cache_dir, log=log)
     validation = features.xy("val") if "val" in features.splits else None
     started = time.perf_counter()
     x, y = features.xy("train")
