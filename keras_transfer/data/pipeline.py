@@ -27,7 +27,7 @@ from keras_transfer.data.manifest import ScanManifest
 from keras_transfer.data.embedded import EMBEDDED, load_embedded
 from keras_transfer.data.records import Records, Skipped, csv_records, drop_bad_files, folder_records
 from keras_transfer.data.split import BALANCE_MODES, balance_indices, class_weights, few_shot, stratified_split
-from keras_transfer.images import DEFAULT_MAX_PIXELS, RESIZE_POLICIES, resize_image
+from keras_transfer.images import DEFAULT_MAX_PIXELS, RESIZE_POLICIES, decode_image_tensor, on_white, resize_image
 
 SOURCE_KINDS = ("folder", "csv", "tfds", "npz")
 AUGMENT_PLACES = ("data", "model")
@@ -561,10 +561,8 @@ def _decode(ds, split: _Split, config: DataConfig):
     if split.tfds is not None:
         return ds.map(lambda x, y: (resize(_rgb(x)), y), num_parallel_calls=tf.data.AUTOTUNE)
     if split.paths is not None:
-        def decode(path, label):
-            raw = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False, dtype=tf.uint8)
-            raw.set_shape([None, None, 3])
-            return resize(raw), label
+        def decode(path, label):  # the one decoder: alpha on white, EXIF orientation applied
+            return resize(decode_image_tensor(tf.io.read_file(path))), label
 
         return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
     if tuple(split.images.shape[1:3]) == tuple(size):
@@ -573,6 +571,7 @@ def _decode(ds, split: _Split, config: DataConfig):
 
 
 def _rgb(image):
-    import tensorflow as tf
-
-    return tf.image.grayscale_to_rgb(image) if image.shape[-1] == 1 else image
+    """A TFDS image (grey, grey+alpha, RGB or RGBA) as RGB, transparent pixels on white."""
+    image = on_white(image)
+    image.set_shape([None, None, 3])
+    return image

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from keras_transfer.data.manifest import ScanManifest
-from keras_transfer.images import DEFAULT_MAX_PIXELS, ImageReadError, image_header
+from keras_transfer.images import DEFAULT_MAX_PIXELS, ImageReadError, decode_image_tensor, image_header
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 TRAINING_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")  # what tf.io.decode_image reads (PIL's names)
@@ -213,7 +213,7 @@ def scan_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str | N
         if header.format in ("JPEG", "MPO"):
             tf.io.decode_jpeg(data, channels=3, ratio=8)
         else:
-            tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
+            decode_image_tensor(data)  # training's own decoder
         return None, (header.height, header.width)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, tf.errors.UnimplementedError):
         if header.format in TRAINING_FORMATS:
