@@ -21,7 +21,7 @@ import numpy as np
 
 from keras_transfer._names import unknown_name_message
 from keras_transfer.constraints import Interval, OneOf, check_constraints
-from keras_transfer.data.augment import augmentation_layers, augmentation_model
+from keras_transfer.data.augment import augment_statelessly, augmentation_layers, augmentation_model
 from keras_transfer.data.cache import CACHE_MODES, cache, cache_folder, cache_mode
 from keras_transfer.data.manifest import ScanManifest
 from keras_transfer.data.embedded import EMBEDDED, load_embedded
@@ -227,17 +227,25 @@ class DataBundle:
         if training and (cached or examples.tfds is not None):
             ds = ds.shuffle(min(len(examples) or 1024, 1024), seed=cfg.seed + 1, reshuffle_each_iteration=True)
         ds = ds.batch(batch_size or cfg.batch_size)
-        augment = augmentation_model(cfg.augment, cfg.seed) if training and cfg.augment_in == "data" else None
-
-        def to_float(x, y):
-            x = tf.cast(x, tf.float32)
-            if augment is not None:
-                x = tf.clip_by_value(augment(x, training=True), 0.0, 255.0)
-            return x, y
-
+        layers = augmentation_layers(cfg.augment, cfg.seed) if training and cfg.augment_in == "data" else []
         options = tf.data.Options()
         options.deterministic = True
-        return ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE).with_options(options).prefetch(tf.data.AUTOTUNE)
+        if not layers:
+            ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+            return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+        # One key per batch from a seeded stream that starts anew, differently, on each pass
+        # (epoch): the draws depend on (seed, epoch, batch), never on which thread ran first.
+        keys = tf.data.Dataset.random(seed=cfg.seed, rerandomize_each_iteration=True)
+
+        def augment(batch, key):
+            x, y = batch
+            seed = tf.stack([key, tf.constant(cfg.seed, tf.int64)])
+            return tf.clip_by_value(augment_statelessly(layers, tf.cast(x, tf.float32), seed), 0.0, 255.0), y
+
+        # Without AutoGraph: it would rewrite the Keras layers' code on every trace (seconds).
+        augment = tf.autograph.experimental.do_not_convert(augment)
+        ds = tf.data.Dataset.zip((ds, keys)).map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
     @contextmanager
     def reading(self):
