@@ -176,7 +176,7 @@ def _decode_file(path: Path, fmt: str) -> np.ndarray:
     import tensorflow as tf
 
     try:
-        return _decoder()(tf.constant(path.read_bytes())).numpy()
+        return image_decoder()(tf.constant(path.read_bytes())).numpy()
     except OSError as error:
         raise ImageReadError(path, f"unreadable file ({error.strerror or type(error).__name__})") from None
     except tf.errors.OpError:
@@ -186,8 +186,9 @@ def _decode_file(path: Path, fmt: str) -> np.ndarray:
 _DECODER = []
 
 
-def _decoder():
-    """`decode_image_tensor` traced once per process for eager callers (predict reads one file at a time)."""
+def image_decoder():
+    """`decode_image_tensor` traced once per process, for eager callers (`predict`, the start-up
+    check): one graph call per file instead of some fifty eager operations."""
     if not _DECODER:
         import tensorflow as tf
 
@@ -215,7 +216,7 @@ def _decode(data):
 
     data = _gif_transparency_to_white(data)
     image = tf.io.decode_image(data, channels=0, expand_animations=False, dtype=tf.uint8)
-    image = upright(on_white(image), exif_orientation(data))
+    image = upright(_to_rgb_on_white(image), exif_orientation(data))
     image.set_shape([None, None, 3])
     return image
 
@@ -236,7 +237,16 @@ def on_white(image):
     return tf.cond(tf.equal(last % 2, 1), blend, lambda: rgb)
 
 
-_EXIF_WINDOW = 1 << 16  # a JPEG's EXIF block (APP1) comes before the image data, in its first 64 KB
+def _to_rgb_on_white(image):
+    """`on_white` with a fast path for the common case, an RGB image, which needs nothing."""
+    import tensorflow as tf
+
+    return tf.cond(tf.equal(tf.shape(image)[-1], 3), lambda: image, lambda: on_white(image))
+
+
+# A GIF's first graphic control extension follows its palette (768 bytes at most) and the
+# application extensions (looping, XMP metadata) that some programs put before it.
+_GIF_WINDOW = 1 << 16
 
 
 def _bytes(data, length: int):
@@ -259,29 +269,54 @@ def _find(values, pattern, start):
     return tf.reduce_any(hit), tf.cast(tf.argmax(tf.cast(hit, tf.int32)), tf.int32)
 
 
-def exif_orientation(data):
-    """The EXIF orientation (1-8) of encoded JPEG bytes, read in-graph; 1 when absent or not a JPEG."""
+def _read(data, offset, size: int):
+    """`size` bytes of `data` from `offset` as int32 values, zero-padded past the end of the data."""
     import tensorflow as tf
 
-    b = _bytes(data, _EXIF_WINDOW)
-    found, at = _find(b, [0x45, 0x78, 0x69, 0x66, 0, 0], 2)  # "Exif\0\0", then a TIFF header
-    tiff = at + 6
-    little = tf.equal(b[tiff], 0x49)  # "II": little-endian; "MM": big-endian
+    offset = tf.clip_by_value(offset, 0, tf.strings.length(data))
+    raw = tf.cast(tf.io.decode_raw(tf.strings.substr(data, offset, size), tf.uint8), tf.int32)
+    raw = tf.pad(raw, [[0, size - tf.shape(raw)[0]]])
+    raw.set_shape([size])
+    return raw
 
-    def read(offsets, size):  # unsigned integers of `size` bytes at each of `offsets` in the TIFF block
-        index = tf.clip_by_value(tiff + offsets[:, None] + tf.range(size)[None, :], 0, tf.shape(b)[0] - 1)
-        values = tf.gather(b, index)
-        weights = tf.constant([256 ** i for i in range(size)], tf.int32)
-        return tf.where(little, tf.reduce_sum(values * weights, axis=1), tf.reduce_sum(values * weights[::-1], axis=1))
 
-    ifd = tf.clip_by_value(read(tf.constant([4]), 4)[0], 0, _EXIF_WINDOW)
-    count = read(ifd[None], 2)[0]
-    entries = ifd + 2 + 12 * tf.range(64)  # IFD0 lists the orientation among its first entries
-    tags, values = read(entries, 2), read(entries + 8, 2)
+def _number(raw, little):
+    """Unsigned integer from bytes [..., n] in the byte order `little` says."""
+    import tensorflow as tf
+
+    n = raw.shape[-1]
+    weights = tf.constant([256 ** i for i in range(n)], tf.int32)
+    return tf.where(little, tf.reduce_sum(raw * weights, axis=-1), tf.reduce_sum(raw * weights[::-1], axis=-1))
+
+
+def exif_orientation(data):
+    """The EXIF orientation (1-8) of encoded JPEG bytes, read in-graph; 1 when absent or not a JPEG.
+
+    The EXIF block is an APP1 segment among the first application segments after the JPEG's
+    start marker (cameras put it first, some programs after a JFIF APP0): a few small reads, not a
+    scan of the file.
+    """
+    import tensorflow as tf
+
+    jpeg = tf.reduce_all(tf.equal(_read(data, 0, 2), [0xFF, 0xD8]))
+    position, going, tiff = tf.constant(2), jpeg, tf.constant(-1)
+    for _ in range(4):  # APP0 (JFIF), APP1 (EXIF), APP2 (ICC), ...: the EXIF block is among the first
+        head = _read(data, position, 10)
+        application = tf.logical_and(tf.equal(head[0], 0xFF), tf.equal(head[1] // 16, 0xE))
+        exif = tf.logical_and(tf.equal(head[1], 0xE1), tf.reduce_all(tf.equal(head[4:10], [0x45, 0x78, 0x69, 0x66, 0, 0])))
+        tiff = tf.where(tf.logical_and(going, tf.logical_and(exif, tiff < 0)), position + 10, tiff)
+        going = tf.logical_and(going, application)
+        position = position + 2 + head[2] * 256 + head[3]
+    header = _read(data, tiff, 8)
+    little = tf.equal(header[0], 0x49)  # "II": little-endian; "MM": big-endian
+    ifd = tf.clip_by_value(_number(header[4:8], little), 0, 1 << 20)
+    table = _read(data, tiff + ifd, 2 + 12 * 64)  # IFD0 lists the orientation among its first entries
+    count = _number(table[:2], little)
+    entries = tf.reshape(table[2:], [64, 12])
+    tags, values = _number(entries[:, 0:2], little), _number(entries[:, 8:10], little)
     match = tf.logical_and(tf.equal(tags, 0x0112), tf.range(64) < count)
     value = tf.reduce_max(tf.where(match, values, 0))
-    jpeg = tf.logical_and(tf.equal(b[0], 0xFF), tf.equal(b[1], 0xD8))
-    valid = tf.logical_and(tf.logical_and(jpeg, found), tf.logical_and(value >= 1, value <= 8))
+    valid = tf.logical_and(tiff >= 0, tf.logical_and(value >= 1, value <= 8))
     return tf.where(valid, value, 1)
 
 
@@ -313,7 +348,7 @@ def _gif_transparency_to_white(data):
     import tensorflow as tf
 
     def patch():
-        b = _bytes(data, _EXIF_WINDOW)
+        b = _bytes(data, _GIF_WINDOW)
         flags = b[10]
         global_table = tf.bitwise.bitwise_and(flags, 0x80) > 0
         table_bytes = tf.where(global_table, 3 * tf.bitwise.left_shift(2, tf.bitwise.bitwise_and(flags, 7)), 0)
