@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -50,14 +49,14 @@ def test_a_failing_plot_costs_a_line_not_the_model(tmp_path, monkeypatch):
     assert len(warnings) == 1 and "training_curves.png" in warnings[0] and "could not be drawn" in warnings[0]
 
 
-@pytest.mark.parametrize("name", ['=HYPERLINK("http://evil.example","click")', "+1+cmd|' /C calc'!A0",
-                                  "-2+3", "@SUM(A1)", "\tx", "\rx"])
-def test_class_and_file_names_never_reach_a_spreadsheet_as_formulas(name):
+def test_class_and_file_names_never_reach_a_spreadsheet_as_formulas():
     from keras_transfer.interpret.mistakes import Mistake, mistakes_csv
 
-    text = mistakes_csv([Mistake(0, name, "daisy", 0.9, 0.1, 2.3, path=f"{name}.jpg")])
-    row = list(csv.reader(io.StringIO(text, newline="")))[1]
-    assert row[0] == f"'{name}.jpg" and row[2] == f"'{name}" and row[3] == "daisy"
+    for name in ['=HYPERLINK("http://evil.example","click")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)",
+                 "\tx", "\rx"]:
+        text = mistakes_csv([Mistake(0, name, "daisy", 0.9, 0.1, 2.3, path=f"{name}.jpg")])
+        row = list(csv.reader(io.StringIO(text, newline="")))[1]
+        assert row[0] == f"'{name}.jpg" and row[2] == f"'{name}" and row[3] == "daisy", repr(name)
 
 
 def test_ordinary_names_and_numbers_are_written_unchanged_in_mistakes_csv():
@@ -155,15 +154,15 @@ else:
 """
 
 
-@pytest.mark.parametrize("folder", [False, True], ids=["file", "folder"])
-def test_sigterm_during_an_export_leaves_no_temporary_files(tmp_path, folder):
-    export = tmp_path / "export"
-    export.mkdir()
-    child = subprocess.Popen([sys.executable, "-c", _SLOW_EXPORT.format(folder=folder), str(export)],
-                             stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
-    assert child.stdout.readline().strip() == "writing"
-    assert list(export.iterdir()), "the temporary file exists while the export runs"
-    child.send_signal(signal.SIGTERM)
-    status = child.wait(timeout=30)
-    assert status == 128 + signal.SIGTERM, "stopped by the signal, with the shell's status for it"
-    assert list(export.iterdir()) == [], "no .tmp-* leftovers"
+def test_sigterm_during_an_export_leaves_no_temporary_files(tmp_path):
+    for folder in (False, True):  # a file (.keras, .tflite, .onnx) and a folder (SavedModel)
+        export = tmp_path / f"export-{folder}"
+        export.mkdir()
+        child = subprocess.Popen([sys.executable, "-c", _SLOW_EXPORT.format(folder=folder), str(export)],
+                                 stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
+        assert child.stdout.readline().strip() == "writing"
+        assert list(export.iterdir()), "the temporary file exists while the export runs"
+        child.send_signal(signal.SIGTERM)
+        status = child.wait(timeout=30)
+        assert status == 128 + signal.SIGTERM, "stopped by the signal, with the shell's status for it"
+        assert list(export.iterdir()) == [], f"no .tmp-* leftovers (folder={folder})"

@@ -31,7 +31,7 @@ def test_two_pipelines_with_one_seed_augment_bitwise_alike_and_each_epoch_anew()
 
 
 def test_an_augmented_run_twice_ends_with_bitwise_the_same_weights(tmp_path):
-    stages = [{"name": "all", "train": "all", "epochs": 2, "learning_rate": 0.01}]
+    stages = [{"name": "all", "train": "all", "epochs": 1, "learning_rate": 0.01}]
     config = tiny_config(tmp_path, stages, augment=AUGMENT, few_shot=4, batch_size=16, val_split=0, test_split=0)
     weights = []
     for attempt in ("first", "second"):

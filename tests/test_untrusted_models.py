@@ -113,23 +113,24 @@ def test_the_intact_onnx_model_runs(tmp_path):
     assert out.tolist() == [[1.0, 1.0, 1.0, 1.0]]
 
 
-@pytest.mark.parametrize("damage", ["custom-op domain", "truncated", "external data outside", "absolute external"])
-def test_onnx_files_onnxruntime_refuses_are_one_line_naming_the_file(tmp_path, damage):
-    folder = tmp_path / "model"
-    folder.mkdir()
+def test_onnx_files_onnxruntime_refuses_are_one_line_naming_the_file(tmp_path):
     (tmp_path / "secret.bin").write_bytes(np.ones(4, np.float32).tobytes())
-    path = folder / "model.onnx"
-    if damage == "custom-op domain":
-        _onnx_model(path, domain="com.example.evil")
-    elif damage == "truncated":
-        content = _onnx_model(path).read_bytes()
-        path.write_bytes(content[: len(content) // 2])
-    else:
-        _onnx_model(path, external="../secret.bin" if damage == "external data outside" else str(tmp_path / "secret.bin"))
-    with pytest.raises(ModelFileError) as caught:
-        onnx_session(path)
-    message = str(caught.value)
-    assert message.startswith(f"{path}: ") and "\n" not in message and "Traceback" not in message
     expected = {"custom-op domain": "onnxruntime cannot load", "truncated": "not a readable ONNX model",
                 "external data outside": "outside the model's folder", "absolute external": "outside the model's folder"}
-    assert expected[damage] in message
+    for damage, reason in expected.items():
+        folder = tmp_path / damage.replace(" ", "-")
+        folder.mkdir()
+        path = folder / "model.onnx"
+        if damage == "custom-op domain":
+            _onnx_model(path, domain="com.example.evil")
+        elif damage == "truncated":
+            content = _onnx_model(path).read_bytes()
+            path.write_bytes(content[: len(content) // 2])
+        else:
+            _onnx_model(path, external="../secret.bin" if damage == "external data outside"
+                        else str(tmp_path / "secret.bin"))
+        with pytest.raises(ModelFileError) as caught:
+            onnx_session(path)
+        message = str(caught.value)
+        assert message.startswith(f"{path}: ") and "\n" not in message, damage
+        assert reason in message, f"{damage}: {message}"
