@@ -162,7 +162,7 @@ def _to_rgb(image):
 
 
 def _on_white_numpy(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    # The integer arithmetic of `_on_white`, so PIL-read and TensorFlow-read pixels agree exactly.
+    # The integer arithmetic of `on_white`, so PIL-read and TensorFlow-read pixels agree exactly.
     return ((rgb * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
 
 
