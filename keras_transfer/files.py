@@ -58,6 +58,32 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode())
 
 
+@contextmanager
+def terminate_cleanly():
+    """While the block runs, SIGTERM raises SystemExit (status 143) instead of killing the process.
+
+    `kill` (and job schedulers ending a job) send SIGTERM, whose default action skips every
+    `finally`: an export stopped that way left `.tmp-*` files in `export/`. Raised as an
+    exception, it lets the temporary files be removed on the way out. Only the main thread can
+    take signals, and a handler someone else installed (a notebook, a server) is left alone.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def atomic_file(target: str | Path, write: Callable[[Path], object]) -> Path:
     """Let `write(tmp_path)` produce a file (e.g. `model.save`), then rename it to `target`.
 
@@ -66,15 +92,16 @@ def atomic_file(target: str | Path, write: Callable[[Path], object]) -> Path:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=f".{target.name}")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        _publish(tmp, folder=False)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with terminate_cleanly():
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=f".{target.name}")
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            write(tmp)
+            _publish(tmp, folder=False)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
     return target
 
 
@@ -82,17 +109,18 @@ def atomic_folder(target: str | Path, write: Callable[[Path], object]) -> Path:
     """Let `write(tmp_dir)` fill a new folder, then replace `target` with it; on failure remove it."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
-    try:
-        shutil.rmtree(tmp)  # writers such as tf.saved_model.save want to create the folder
-        write(tmp)
-        _publish(tmp, folder=True)
-        if target.exists():
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+    with terminate_cleanly():
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+        try:
+            shutil.rmtree(tmp)  # writers such as tf.saved_model.save want to create the folder
+            write(tmp)
+            _publish(tmp, folder=True)
+            if target.exists():
+                shutil.rmtree(target) if target.is_dir() else target.unlink()
+            os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
     return target
 
 
@@ -194,12 +222,14 @@ def claimed_folder(folder: str | Path):
 
     A second process claiming the same folder fails at once with FolderBusyError instead of
     writing a mixed run. If the block fails and the folder was created here and holds nothing but
-    the lock, it is removed again: a run refused at start-up leaves nothing behind.
+    the lock, it is removed again, with the empty parent folders created for it (`runs/`): a run
+    refused at start-up leaves nothing behind.
     """
     import fcntl
 
     folder = Path(folder)
     created = not folder.exists()
+    new_parents = [p for p in folder.parents if not p.exists()]  # runs/ of runs/x, made here too
     check_writable(folder)
     folder.mkdir(parents=True, exist_ok=True)
     lock_path = folder / LOCK_NAME
@@ -225,6 +255,11 @@ def claimed_folder(folder: str | Path):
             # different files); flock itself is released when the stream closes.
             if not ok and created and [p.name for p in folder.iterdir()] == [LOCK_NAME]:
                 shutil.rmtree(folder, ignore_errors=True)
+                for parent in new_parents:  # innermost first; a parent something else filled stays
+                    try:
+                        parent.rmdir()
+                    except OSError:
+                        break
     finally:
         stream.close()
 

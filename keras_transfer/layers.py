@@ -76,6 +76,28 @@ class RandomGeometry(keras.layers.Layer):
     def call(self, images, training=True):
         if not training:
             return images
+
+        def uniform(n, low, high):
+            return keras.random.uniform((n,), low, high, seed=self.seed_generator)
+
+        return self.resample(images, uniform)
+
+    def stateless(self, images, seed):
+        """The same augmentation with every draw made from `seed` (an integer tensor of shape [2])
+        alone, TensorFlow only: the same seed gives the same images in any order of execution,
+        as tf.data's parallel map needs (see `keras_transfer.data.augment.augment_statelessly`)."""
+        import tensorflow as tf
+
+        draws = iter(range(16))
+
+        def uniform(n, low, high):
+            key = tf.random.experimental.stateless_fold_in(seed, next(draws))
+            return tf.random.stateless_uniform((n,), key, low, high)
+
+        return self.resample(images, uniform)
+
+    def resample(self, images, uniform):
+        """Draw each image's flip, rotation, zoom and shift with `uniform(n, low, high)`; resample once."""
         images = ops.convert_to_tensor(images, dtype=self.compute_dtype)
         unbatched = len(images.shape) == 3
         if unbatched:
@@ -83,8 +105,8 @@ class RandomGeometry(keras.layers.Layer):
         n = ops.shape(images)[0]
         height, width = ops.cast(ops.shape(images)[1], "float32"), ops.cast(ops.shape(images)[2], "float32")
 
-        def uniform(low, high):
-            return keras.random.uniform((n,), low, high, seed=self.seed_generator)
+        def uniform(low, high, draw=uniform):
+            return draw(n, low, high)
 
         angle = uniform(-self.rotation, self.rotation) * 2.0 * math.pi if self.rotation else ops.zeros((n,))
         scale = 1.0 + (uniform(-self.zoom, self.zoom) if self.zoom else ops.zeros((n,)))

@@ -89,6 +89,24 @@ def _run_name(path: Path, config) -> str:
     return path.stem
 
 
+def _refuse_run_inside_data(run_dir: Path, config) -> None:
+    """Refuse, before anything is created, a run folder inside the data folder it trains on.
+
+    `cd photos && python -m keras_transfer.train .` would put `runs/` among the class folders,
+    where every later scan of the data finds it as a class.
+    """
+    from keras_transfer.config import ConfigError
+    from keras_transfer.data.pipeline import source_kind
+
+    kind, argument = source_kind(config.data.source)
+    if kind != "folder":
+        return
+    data = Path(argument).expanduser().resolve()
+    if run_dir.expanduser().resolve().is_relative_to(data):
+        raise ConfigError(f"the run folder {run_dir} would lie inside the data folder {argument}, where it "
+                          "would be read as a class; run from outside it, or pass --output-dir elsewhere")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Validate the configuration, then train; return the process exit status."""
     args = _parser().parse_args(argv)
@@ -113,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.output_dir is not None and (run_dir / "checkpoints").exists():
             raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --output-dir")
 
+    _refuse_run_inside_data(run_dir, config)
     check_writable(run_dir)  # before the data is loaded and the model built
     if args.resume:
         check_writable(run_dir / "checkpoints")

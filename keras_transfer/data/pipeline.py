@@ -13,6 +13,7 @@ import json
 import numbers
 import os
 import socket
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,13 @@ import numpy as np
 
 from keras_transfer._names import unknown_name_message
 from keras_transfer.constraints import Interval, OneOf, check_constraints
-from keras_transfer.data.augment import augmentation_layers, augmentation_model
+from keras_transfer.data.augment import augment_statelessly, augmentation_layers, augmentation_model
 from keras_transfer.data.cache import CACHE_MODES, cache, cache_folder, cache_mode
 from keras_transfer.data.manifest import ScanManifest
 from keras_transfer.data.embedded import EMBEDDED, load_embedded
 from keras_transfer.data.records import Records, Skipped, csv_records, drop_bad_files, folder_records
 from keras_transfer.data.split import BALANCE_MODES, balance_indices, class_weights, few_shot, stratified_split
-from keras_transfer.images import DEFAULT_MAX_PIXELS, RESIZE_POLICIES, resize_image
+from keras_transfer.images import DEFAULT_MAX_PIXELS, RESIZE_POLICIES, decode_image_tensor, on_white, resize_image
 
 SOURCE_KINDS = ("folder", "csv", "tfds", "npz")
 MAX_IMAGE_SIDE = 4096  # data.image_size per side: one 4096x4096 RGB float batch of 32 is 6.4 GB already
@@ -158,6 +159,10 @@ class _Split:
         )
 
 
+class DataChangedError(ValueError):
+    """An image file vanished or changed between the start-up check and its reading in training."""
+
+
 @dataclass
 class DataBundle:
     """The loaded data: per-split pipelines on demand, class names, counts and the data report.
@@ -231,17 +236,58 @@ class DataBundle:
         if training and (cached or examples.tfds is not None):
             ds = ds.shuffle(min(len(examples) or 1024, 1024), seed=cfg.seed + 1, reshuffle_each_iteration=True)
         ds = ds.batch(batch_size or cfg.batch_size)
-        augment = augmentation_model(cfg.augment, cfg.seed) if training and cfg.augment_in == "data" else None
-
-        def to_float(x, y):
-            x = tf.cast(x, tf.float32)
-            if augment is not None:
-                x = tf.clip_by_value(augment(x, training=True), 0.0, 255.0)
-            return x, y
-
+        layers = augmentation_layers(cfg.augment, cfg.seed) if training and cfg.augment_in == "data" else []
         options = tf.data.Options()
         options.deterministic = True
-        return ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE).with_options(options).prefetch(tf.data.AUTOTUNE)
+        if not layers:
+            ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+            return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+        # One key per batch from a seeded stream that starts anew, differently, on each pass
+        # (epoch): the draws depend on (seed, epoch, batch), never on which thread ran first.
+        keys = tf.data.Dataset.random(seed=cfg.seed, rerandomize_each_iteration=True)
+
+        def augment(batch, key):
+            x, y = batch
+            seed = tf.stack([key, tf.constant(cfg.seed, tf.int64)])
+            return tf.clip_by_value(augment_statelessly(layers, tf.cast(x, tf.float32), seed), 0.0, 255.0), y
+
+        # Without AutoGraph: it would rewrite the Keras layers' code on every trace (seconds).
+        augment = tf.autograph.experimental.do_not_convert(augment)
+        ds = tf.data.Dataset.zip((ds, keys)).map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+    @contextmanager
+    def reading(self):
+        """Turn a file that vanished or changed after the pre-scan into one line naming it.
+
+        The pre-scan decodes every file before training; one deleted or rewritten later made
+        TensorFlow fail deep inside `fit` with a traceback. Inside this block that becomes a
+        `DataChangedError` (a ValueError) naming the file, when TensorFlow's message does.
+        """
+        import tensorflow as tf
+
+        files = any(split.paths is not None for split in self.splits.values())
+        try:
+            yield
+        except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError, tf.errors.DataLossError,
+                tf.errors.PermissionDeniedError) as error:
+            message = str(error.message)
+            path = self._path_in(message) if files else None
+            decoding = isinstance(error, tf.errors.InvalidArgumentError) and "Decode" in message
+            if path is None and not (files and decoding):
+                raise  # not about our files: a model or shape error keeps its own message
+            what = ("was deleted or moved" if isinstance(error, tf.errors.NotFoundError)
+                    else "can no longer be read" if isinstance(error, tf.errors.PermissionDeniedError)
+                    else "no longer decodes (rewritten or truncated)")
+            raise DataChangedError(f"{path or 'an image file'}: {what} since the data was checked at start-up; "
+                                   "restore it, or run again to check the files anew") from None
+
+    def _path_in(self, message: str) -> str | None:
+        for split in self.splits.values():
+            for path in split.paths or ():
+                if path in message:
+                    return path
+        return None
 
     def report(self) -> dict[str, Any]:
         """The data report: source, classes, counts per split, and every skipped file with its reason."""
@@ -536,10 +582,8 @@ def _decode(ds, split: _Split, config: DataConfig):
     if split.tfds is not None:
         return ds.map(lambda x, y: (resize(_rgb(x)), y), num_parallel_calls=tf.data.AUTOTUNE)
     if split.paths is not None:
-        def decode(path, label):
-            raw = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False, dtype=tf.uint8)
-            raw.set_shape([None, None, 3])
-            return resize(raw), label
+        def decode(path, label):  # the one decoder: alpha on white, EXIF orientation applied
+            return resize(decode_image_tensor(tf.io.read_file(path))), label
 
         return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
     if tuple(split.images.shape[1:3]) == tuple(size):
@@ -548,6 +592,7 @@ def _decode(ds, split: _Split, config: DataConfig):
 
 
 def _rgb(image):
-    import tensorflow as tf
-
-    return tf.image.grayscale_to_rgb(image) if image.shape[-1] == 1 else image
+    """A TFDS image (grey, grey+alpha, RGB or RGBA) as RGB, transparent pixels on white."""
+    image = on_white(image)
+    image.set_shape([None, None, 3])
+    return image

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from keras_transfer.data.manifest import ScanManifest
-from keras_transfer.images import DEFAULT_MAX_PIXELS, ImageReadError, image_header
+from keras_transfer.images import DEFAULT_MAX_PIXELS, ImageReadError, image_decoder, image_header
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 TRAINING_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")  # what tf.io.decode_image reads (PIL's names)
@@ -171,7 +171,9 @@ def csv_records(path: Path, root: str | os.PathLike | None = None, *, regression
         if confine is not None and not image.resolve().is_relative_to(confine):
             raise ValueError(f"{path}, line {line}: image path {name!r} is outside data.csv_root {confine}")
         if not image.is_file():
-            raise ValueError(f"{path}, line {line}: image file {image} does not exist")
+            special = image.exists() and not image.is_dir()  # a FIFO would block the start-up check
+            what = "is not a regular file (a pipe, socket or device)" if special else "does not exist"
+            raise ValueError(f"{path}, line {line}: image file {image} {what}")
         records.paths.append(str(image))
     if not records.paths:
         raise ValueError(f"{path} has a header but no rows")
@@ -249,7 +251,7 @@ def scan_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str | N
         if header.format in ("JPEG", "MPO"):
             tf.io.decode_jpeg(data, channels=3, ratio=8)
         else:
-            tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
+            image_decoder()(data)  # training's own decoder
         return None, (header.height, header.width)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, tf.errors.UnimplementedError):
         if header.format in TRAINING_FORMATS:

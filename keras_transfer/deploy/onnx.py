@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_transfer.deploy.model_files import ModelFileError, check_onnx_file, first_line
 from keras_transfer.deploy.parity import compare, keras_probabilities
 from keras_transfer.files import atomic_file
 
@@ -44,10 +45,19 @@ def export_onnx(model, path: str | os.PathLike, class_names: Sequence[str]) -> P
 
 
 def onnx_session(path: str | os.PathLike):
-    """An onnxruntime CPU session for an exported model."""
+    """An onnxruntime CPU session for an exported model.
+
+    The file is checked first (`check_onnx_file`: it parses, its external data stays in its
+    folder); whatever onnxruntime then refuses (an unknown custom-op domain, an invalid graph) is
+    a one-line `ModelFileError` naming the file, not onnxruntime's traceback.
+    """
     import onnxruntime
 
-    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    check_onnx_file(path)
+    try:
+        return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as error:  # noqa: BLE001 - onnxruntime's errors derive from Exception alone
+        raise ModelFileError(path, f"onnxruntime cannot load this model ({first_line(error)})") from None
 
 
 def onnx_labels(path_or_session) -> list[str]:

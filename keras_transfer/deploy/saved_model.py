@@ -3,7 +3,9 @@
 `serving_default` takes a uint8 image batch of any height and width and resizes it inside with
 the training policy; `serve_bytes` takes encoded JPEG/PNG/GIF/BMP strings and reads each image's
 size from its header before decoding it, so a small file that would decode into gigabytes (a
-decompression bomb) is refused with an error instead. Both return `probabilities`, `class_id` and
+decompression bomb) is refused with an error instead, then decodes it with training's own decoder
+(`keras_transfer.images.decode_image_tensor`: transparent pixels on white, a JPEG's EXIF
+orientation applied in the graph). Both return `probabilities`, `class_id` and
 `label`, with the class names stored as an asset. TensorFlow Serving wants a numbered version
 folder under the model's base path: `export_run` writes `export/saved_model/<version>/`.
 """
@@ -52,7 +54,7 @@ def _header_pixels(data):
 def _serving_module(model, labels_file: Path, resize: str, max_pixels: int):
     import tensorflow as tf
 
-    from keras_transfer.images import resize_image
+    from keras_transfer.images import decode_image_tensor, resize_image
 
     from keras_transfer.files import is_regression, read_labels
 
@@ -91,8 +93,7 @@ def _serving_module(model, labels_file: Path, resize: str, max_pixels: int):
                     message=f"image too large: its header declares more than {max_pixels} pixels "
                             "(a decompression bomb?); resize it before sending")
                 with tf.control_dependencies([check]):
-                    image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
-                image.set_shape([None, None, 3])
+                    image = decode_image_tensor(data)  # training's decoder: alpha on white, EXIF applied
                 return resize_image(image, (height, width), resize)
 
             pixels = tf.map_fn(decode, encoded, fn_output_signature=tf.TensorSpec([height, width, 3], tf.float32))

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_transfer.deploy.model_files import DEFAULT_MAX_TENSOR_BYTES, ModelFileError, check_tflite_tensors, first_line
 from keras_transfer.files import atomic_file
 
 TFLITE_MODES = ("float32", "float16", "dynamic", "int8")
@@ -76,16 +77,28 @@ def export_tflite(model, path: str | os.PathLike, *, mode: str = "float32",
     return atomic_file(Path(path), write)
 
 
-def tflite_interpreter(path: str | os.PathLike, *, threads: int | None = None):
-    """A LiteRT interpreter for an exported model, set up for one image at a time."""
+def tflite_interpreter(path: str | os.PathLike, *, threads: int | None = None,
+                       max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES):
+    """A LiteRT interpreter for an exported model, set up for one image at a time.
+
+    The declared tensor sizes are checked before anything is allocated (`check_tflite_tensors`);
+    a file LiteRT cannot read, or one over the bound, is a one-line `ModelFileError`.
+    """
     from ai_edge_litert.interpreter import (
         Interpreter,  # tf.lite.Interpreter is deprecated
     )
 
-    interpreter = Interpreter(model_path=str(path), num_threads=threads)
-    inp = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(inp["index"], [1, *inp["shape"][1:]])
-    interpreter.allocate_tensors()
+    try:
+        interpreter = Interpreter(model_path=str(path), num_threads=threads)
+    except (ValueError, RuntimeError) as error:
+        raise ModelFileError(path, f"not a readable TFLite model ({first_line(error)})") from None
+    check_tflite_tensors(interpreter, path, max_tensor_bytes)
+    try:
+        inp = interpreter.get_input_details()[0]
+        interpreter.resize_tensor_input(inp["index"], [1, *inp["shape"][1:]])
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError, IndexError) as error:
+        raise ModelFileError(path, f"LiteRT cannot prepare this model ({first_line(error)})") from None
     return interpreter
 
 

@@ -26,6 +26,7 @@ from keras_transfer._names import unknown_name_message
 from keras_transfer.backbones import HEAD_BLOCK, backbone_blocks, build_backbone
 from keras_transfer.data import DataBundle, DataConfig, load_data
 from keras_transfer.files import atomic_write_bytes
+from keras_transfer.images import DECODER_VERSION
 from keras_transfer.layers import MultiView
 from keras_transfer.progress import MIN_BATCHES, batches_of, with_progress
 from keras_transfer.training.feature_cache import compiled_forward
@@ -289,7 +290,7 @@ def _data_key(data: DataBundle, split: str) -> str | None:
     if examples.tfds is not None:
         return None
     digest = hashlib.sha256()
-    digest.update(repr((data.config.image_size, data.config.resize, data.config.source)).encode())
+    digest.update(repr((data.config.image_size, data.config.resize, data.config.source, DECODER_VERSION)).encode())
     digest.update(np.ascontiguousarray(examples.labels).tobytes())
     if examples.images is not None:
         digest.update(np.ascontiguousarray(examples.images).tobytes())

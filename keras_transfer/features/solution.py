@@ -49,8 +49,9 @@ def _run(config: RunConfig, run_dir: Path, log: Callable[[str], None], cache_dir
     views = tuple(m.head.views)
     log(f"feature extraction: {kind} on frozen {backbone.name} features ({', '.join(resolved)}, {m.head.pooling} "
         f"pooled{', views ' + ', '.join(views) if len(views) > 1 else ''}); training.stages are not used")
-    features = extract_features(backbone, data, list(resolved), pooling=m.head.pooling, views=views,
-                                cache_dir=cache_dir, log=log)
+    with data.reading():  # a photo deleted since the start-up check: one line naming it
+        features = extract_features(backbone, data, list(resolved), pooling=m.head.pooling, views=views,
+                                    cache_dir=cache_dir, log=log)
     started = time.perf_counter()
     record: dict = {}
     labelled = [s for s in ("train", "val") if s in features.splits]

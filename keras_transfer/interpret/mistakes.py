@@ -107,14 +107,31 @@ def find_mistakes(predictions: Predictions, class_names: Sequence[str]) -> list[
 
 
 def mistakes_csv(mistakes: Sequence[Mistake]) -> str:
-    """The mistakes as CSV text: file, index, true, predicted, probability, true_probability, loss."""
+    """The mistakes as CSV text: file, index, true, predicted, probability, true_probability, loss.
+
+    Names that a spreadsheet would run as a formula are neutralised (see `spreadsheet_safe`).
+    """
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180; it also quotes a CR or LF inside a name
     writer.writerow(["file", "index", "true", "predicted", "probability", "true_probability", "loss"])
     for m in mistakes:
-        writer.writerow([m.path, m.index, m.true, m.predicted, f"{m.probability:.4f}", f"{m.true_probability:.4f}",
-                         f"{m.loss:.4f}"])
+        writer.writerow([spreadsheet_safe(m.path), m.index, spreadsheet_safe(m.true), spreadsheet_safe(m.predicted),
+                         f"{m.probability:.4f}", f"{m.true_probability:.4f}", f"{m.loss:.4f}"])
     return out.getvalue()
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """`text` as a CSV cell no spreadsheet runs as a formula (CSV injection, the OWASP way).
+
+    A cell that starts with `= + - @`, a tab or a carriage return gets a leading single quote:
+    Excel, LibreOffice and Google Sheets then show it as text (`=HYPERLINK(...)` stays words).
+    Class names and file names come from users, so every such cell goes through here.
+    """
+    text = str(text)
+    return f"'{text}" if text.startswith(_FORMULA_STARTS) else text
 
 
 def plot_mistakes(mistakes: Sequence[Mistake], images: dict[int, np.ndarray], path: str | Path,

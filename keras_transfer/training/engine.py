@@ -262,17 +262,18 @@ def _run(config: RunConfig, placement: Placement, strategy, resume: bool, log, o
     elif resume:
         log("no checkpoint found: starting from the beginning")
 
-    for index, stage in enumerate(config.training.stages):
-        if index < start_stage:
-            continue
-        resuming = index == start_stage
-        _run_stage(state, index, stage, start_epoch if resuming else 0,
-                   saved_optimizer if resuming else None, saved_es if resuming else None)
-        state.checkpoint(None, {"stage_index": index + 1, "stage_epoch": 0,
-                                "global_epoch": len(state.history), "history": state.history})
-        if on_stage_end is not None:
-            on_stage_end(index, stage, model)
-    result = _finish(state)
+    with data.reading():  # a photo deleted mid-run: one line naming it, not a traceback from fit
+        for index, stage in enumerate(config.training.stages):
+            if index < start_stage:
+                continue
+            resuming = index == start_stage
+            _run_stage(state, index, stage, start_epoch if resuming else 0,
+                       saved_optimizer if resuming else None, saved_es if resuming else None)
+            state.checkpoint(None, {"stage_index": index + 1, "stage_epoch": 0,
+                                    "global_epoch": len(state.history), "history": state.history})
+            if on_stage_end is not None:
+                on_stage_end(index, stage, model)
+        result = _finish(state)
     result.chief = placement.chief
     return result
 
@@ -344,24 +345,22 @@ def _finish(run: _Run) -> RunResult:
                 continue
             metrics[split] = regression_metrics(outputs, labels)
             # The last split scored (test, else val) is the one plotted, as for the confusion matrix.
-            plot_predicted_vs_true(labels, outputs, run.run_dir / "plots" / "predicted_vs_true.png",
-                                   title=f"{split} split", target=run.data.class_names[0])
+            _optional("plots/predicted_vs_true.png", run.log, plot_predicted_vs_true, labels, outputs,
+                      run.run_dir / "plots" / "predicted_vs_true.png", title=f"{split} split",
+                      target=run.data.class_names[0])
     return write_results(run.run_dir, run.model, run.data, metrics, run.history, run.log)
 
 
 def write_results(run_dir: Path, model: keras.Model, data: DataBundle, metrics: dict[str, Any],
                   history: list[dict[str, Any]], log: Callable[[str], None] = print) -> RunResult:
-    """Finish a run directory: metrics.json, history.json, plots and model.keras; log the scores."""
+    """Finish a run directory: model.keras, metrics.json, history.json, then plots; log the scores.
+
+    The model and the numbers are written first: a figure (or the error analysis after it) that
+    fails to draw is one logged line and a missing picture, never a run without its model.
+    """
+    _save_model(model, run_dir / "model.keras")
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
     atomic_write_text(run_dir / "history.json", json.dumps(history, indent=1))
-    if history:
-        plot_training_curves(history, run_dir / "plots" / "training_curves.png")
-    shown = metrics.get("test") or metrics.get("val")
-    if shown and "confusion_matrix" in shown:
-        split = "test" if "test" in metrics else "val"
-        plot_confusion_matrix(shown["confusion_matrix"], data.class_names, run_dir / "plots" / "confusion_matrix.png",
-                              title=f"{split} split")
-    _save_model(model, run_dir / "model.keras")
     for split, values in metrics.items():
         if split == "cross_validation":
             log(f"cross-validated accuracy: {values['accuracy']:.4f} ± {values['accuracy_sem']:.4f} "
@@ -371,9 +370,30 @@ def write_results(run_dir: Path, model: keras.Model, data: DataBundle, metrics: 
         if "mae" in values:
             log(f"{split} MAE {values['mae']:.4g}, RMSE {values['rmse']:.4g}, R^2 {values['r2']:.3f} "
                 f"({values['examples']} images)")
-    write_run_insights(run_dir, model, data, metrics, history, log)
+    if history:
+        _optional("plots/training_curves.png", log, plot_training_curves, history,
+                  run_dir / "plots" / "training_curves.png")
+    shown = metrics.get("test") or metrics.get("val")
+    if shown and "confusion_matrix" in shown:
+        split = "test" if "test" in metrics else "val"
+        _optional("plots/confusion_matrix.png", log, plot_confusion_matrix, shown["confusion_matrix"],
+                  data.class_names, run_dir / "plots" / "confusion_matrix.png", title=f"{split} split")
+    _optional("the error analysis and report.html", log, write_run_insights, run_dir, model, data, metrics,
+              history, log)
     log(f"run directory: {run_dir}")
     return RunResult(run_dir, history, metrics, model, data)
+
+
+def _optional(what: str, log: Callable[[str], None], draw: Callable[..., Any], *args, **kwargs) -> None:
+    """Draw one optional output of a finished run; a failure is one logged line, not a lost run.
+
+    MemoryError and interrupts still stop the process: only ordinary errors are caught.
+    """
+    try:
+        draw(*args, **kwargs)
+    except Exception as error:  # noqa: BLE001 - a picture must never cost the trained model
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        log(f"warning: {what} not written ({type(error).__name__}: {reason}); model.keras and metrics.json are")
 
 
 def _save_model(model: keras.Model, path: Path) -> None:
