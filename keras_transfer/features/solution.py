@@ -49,8 +49,11 @@ def _run(config: RunConfig, run_dir: Path, log: Callable[[str], None], cache_dir
     validation = features.xy("val") if "val" in features.splits else None
     started = time.perf_counter()
     x, y = features.xy("train")
+    weighted = data.class_weight is not None and kind == "logistic"
+    if data.class_weight is not None and not weighted:
+        log(f"data.balance came to class_weight, which {kind} does not take: its classes are not weighted")
     classifier = fit_classifier(kind, x, y, num_classes=data.num_classes, validation=validation,
-                                seed=config.training.seed)
+                                seed=config.training.seed, class_weight="balanced" if weighted else None)
     seconds = time.perf_counter() - started
     (name, value), = classifier.chosen.items()
     log(f"{kind}: {name} = {value:g} chosen on the {classifier.selected_on} ({seconds:.1f} s)")
@@ -64,7 +67,8 @@ def _run(config: RunConfig, run_dir: Path, log: Callable[[str], None], cache_dir
     record = {"type": kind, "chosen": classifier.chosen, "selected_on": classifier.selected_on,
               "selection": [{name: v, "accuracy": a} for v, a in classifier.selection],
               "feature_seconds": round(features.seconds, 3), "fit_seconds": round(seconds, 3),
-              "feature_dim": int(x.shape[1]), "train_examples": int(len(x))}
+              "feature_dim": int(x.shape[1]), "train_examples": int(len(x)),
+              "class_weight": "balanced" if weighted else None}
     atomic_write_text(run_dir / "classifier.json", json.dumps(record, indent=1))
     return write_results(run_dir, model, data, metrics, [], log)
 

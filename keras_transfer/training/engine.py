@@ -23,6 +23,7 @@ import yaml
 from keras_transfer.backbones import build_backbone
 from keras_transfer.config import ConfigError, RunConfig, StageConfig, to_dict
 from keras_transfer.data import DataBundle, load_data
+from keras_transfer.data.health import health_lines
 from keras_transfer.freeze import resolve_trainable
 from keras_transfer.heads import HeadSpec, build_classifier, inference_model
 from keras_transfer.files import atomic_file, atomic_write_text, claimed_folder, write_labels
@@ -34,6 +35,7 @@ from keras_transfer.training.optimizers import block_multipliers
 from keras_transfer.training.stage import jit_compile, prepare_stage
 from keras_transfer.training.report import (
     classification_metrics,
+    score_line,
     plot_confusion_matrix,
     plot_predicted_vs_true,
     plot_training_curves,
@@ -269,6 +271,8 @@ def start_run_dir(config: RunConfig, run_dir: Path, data: DataBundle, log: Calla
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
     write_labels(run_dir / "labels.txt", data.class_names)
     data.write_report(run_dir / "data_report.json")
+    if data.health:
+        atomic_write_text(run_dir / "data_health.json", json.dumps(data.health, indent=1))
     _log_data(data, log)
 
 
@@ -336,7 +340,7 @@ def write_results(run_dir: Path, model: keras.Model, data: DataBundle, metrics: 
     _save_model(model, run_dir / "model.keras")
     for split, values in metrics.items():
         if "accuracy" in values:
-            log(f"{split} accuracy: {values['accuracy']:.4f} ({values['examples']} images)")
+            log(score_line(split, values))
         if "mae" in values:
             log(f"{split} MAE {values['mae']:.4g}, RMSE {values['rmse']:.4g}, R^2 {values['r2']:.3f} "
                 f"({values['examples']} images)")
@@ -364,3 +368,5 @@ def _log_data(data: DataBundle, log: Callable[[str], None]) -> None:
     if data.skipped:
         log(f"skipped {len(data.skipped)} unreadable file(s), listed in data_report.json; first: "
             f"{data.skipped[0].path} ({data.skipped[0].reason})")
+    for line in health_lines(data.health):
+        log(line)
