@@ -175,7 +175,7 @@ def health_lines(health: dict[str, Any]) -> list[str]:
         kinds = {k: sum(g["kind"] == k for g in groups) for k in ("within-class", "cross-class", "cross-split")}
         lines.append(f"data health: {len(groups)} group(s) of identical images ({kinds['within-class']} within a "
                      f"class, {kinds['cross-class']} across classes, {kinds['cross-split']} across given splits); "
-                     "each group kept in one split (data_health.json lists them)")
+                     "a split carved from train keeps each group together (data_health.json lists them)")
     warning = leakage_warning(groups)
     if warning:
         lines.append(warning)
