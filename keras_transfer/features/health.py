@@ -2,9 +2,9 @@
 
 All three work on pooled features of a frozen backbone (`extract.py`, cached), as arrays:
 
-- near-duplicates: pairs whose cosine similarity (of features centred on the data's mean) is
-  above `NEAR_DUPLICATE_COSINE`, a threshold measured on augmented copies of flower photos
-  against distinct photos (`benchmarks/bench_check.py`, `benchmarks/results/check.json`);
+- near-duplicates: pairs whose cosine similarity of the pooled features is above
+  `NEAR_DUPLICATE_COSINE`, a threshold measured on augmented copies of flower photos against
+  distinct photos (`benchmarks/bench_check.py`, `benchmarks/results/check.json`);
 - suspect labels: confident learning (Northcutt, Jiang and Chuang, JAIR 2021) on out-of-fold
   predicted probabilities of a logistic regression: an example is a label issue when some other
   class's probability reaches that class's own threshold (the mean probability of the class over
@@ -21,8 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Measured by benchmarks/bench_check.py on 300 flower photos (Lite0 at 128 px): augmented copies
-# (crop, flip, JPEG re-encode) against each photo's nearest distinct photo; see docs/data_health.md.
+# Measured by benchmarks/bench_check.py on 300 flower photos (Lite0 at 128 px, raw cosine): at 0.90
+# it finds 93% of mildly augmented copies (95-100% crop, mirror, JPEG 80-95) and 68% of strongly
+# augmented ones (80-95% crop, JPEG 60-90), while 1% of photos have a distinct photo above it (24
+# pairs among the 4,317 flowers, some of them burst shots); see docs/data_health.md.
 NEAR_DUPLICATE_COSINE = 0.90
 OUTLIER_Z = 4.0
 # The suspect model: PCA to 256 dimensions, standardised, logistic regression with strong L2. On
@@ -35,8 +37,9 @@ SUSPECT_C = 0.01
 def centred_unit(features: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
     """Features minus their mean (or `mean`), scaled to unit length: dot products are cosines.
 
-    Pooled activations are all positive, so raw cosines of unrelated photos sit near 0.8;
-    centring spreads them out, and the threshold separates copies from distinct photos better.
+    Centring makes "far from every class" measurable (pooled activations are all positive, so
+    raw cosines of unrelated photos sit near 0.7); near-duplicates are found on raw cosines,
+    which separated augmented copies from distinct photos better (benchmarks/bench_check.py).
     """
     x = np.asarray(features, dtype=np.float32)
     x = x - (x.mean(axis=0) if mean is None else mean)
@@ -46,12 +49,12 @@ def centred_unit(features: np.ndarray, mean: np.ndarray | None = None) -> np.nda
 
 def near_duplicate_pairs(features: np.ndarray, threshold: float = NEAR_DUPLICATE_COSINE,
                          block: int = 2048) -> list[tuple[int, int, float]]:
-    """Every pair (i, j, cosine) with i < j and cosine of centred features >= `threshold`, most similar first.
+    """Every pair (i, j, cosine) with i < j and cosine of the features >= `threshold`, most similar first.
 
     The similarity matrix is computed in blocks of rows, so memory stays at block x N floats
     (the 4,317 flowers: one block of 35 MB).
     """
-    z = centred_unit(features)
+    z = centred_unit(features, mean=np.zeros(np.shape(features)[1], dtype=np.float32))
     pairs = []
     for start in range(0, len(z), block):
         sims = z[start:start + block] @ z.T
@@ -116,19 +119,23 @@ def confident_learning(labels: np.ndarray, probabilities: np.ndarray) -> tuple[n
     return has_class & (confident != labels), suggested
 
 
-def rank_suspects(labels: np.ndarray, probabilities: np.ndarray) -> list[dict]:
+def rank_suspects(labels: np.ndarray, probabilities: np.ndarray, *, every: bool = False) -> list[dict]:
     """The label issues, most suspect first: index, given and suggested class, self-confidence.
 
     Ranked by self-confidence (the probability of the given label), lowest first, as cleanlab's
-    default `self_confidence` ranking does.
+    default `self_confidence` ranking does. With `every`, the examples not flagged follow, also
+    by self-confidence, so that a top-N list is N long even when fewer than N are flagged (each
+    entry's `flagged` tells which).
     """
     labels = np.asarray(labels, dtype=np.int64)
     issue, suggested = confident_learning(labels, probabilities)
     confidence = probabilities[np.arange(len(labels)), labels]
-    order = [int(i) for i in np.flatnonzero(issue)[np.argsort(confidence[issue], kind="stable")]]
+    groups = [np.flatnonzero(issue)] + ([np.flatnonzero(~issue)] if every else [])
+    order = [int(i) for group in groups for i in group[np.argsort(confidence[group], kind="stable")]]
     return [{"index": i, "given": int(labels[i]), "suggested": int(suggested[i]),
              "self_confidence": round(float(confidence[i]), 4),
-             "suggested_probability": round(float(probabilities[i, suggested[i]]), 4)} for i in order]
+             "suggested_probability": round(float(probabilities[i, suggested[i]]), 4),
+             "flagged": bool(issue[i])} for i in order]
 
 
 def outlier_scores(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
