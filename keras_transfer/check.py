@@ -6,7 +6,7 @@
 Finds exact duplicates (content hash) and near-duplicates (cosine of backbone features) within a
 class, across classes and across splits; suspect labels (confident learning on out-of-fold
 probabilities); outliers (far from every class); and the class balance. Writes data_health.json,
-duplicates.csv, near_duplicates.csv, suspects.csv, outliers.csv and contact sheets, prints a
+duplicates.csv, near_duplicates.csv, suspects.csv, outliers.csv, contact sheets and report.html, prints a
 short summary, and never moves, changes or deletes a file of the data.
 """
 
@@ -45,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = args.output_dir or Path("runs") / f"check-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     result = check_data(args.source, out_dir, backbone=args.backbone, image_size=args.image_size,
                         threshold=args.threshold, cache_dir=args.cache_dir)
-    print("\n".join(result.summary()))
+    from keras_transfer.interpret.report_html import write_report_html
+
+    write_report_html(out_dir)  # the same "Data health" section as a run's report.html
+    print("\n".join(result.summary()) + ", report.html")
     return 0
 
 

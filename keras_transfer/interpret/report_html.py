@@ -125,7 +125,8 @@ def render_report(run_dir: str | Path) -> str:
         sections.append(("Data", _data(report)))
     health = _read_json(run_dir / "data_health.json")
     if health:
-        sections.append(("Data health", _health(health)))
+        sheets = [_image(run_dir / f"{n}.png", n) for n in ("suspects", "outliers") if (run_dir / f"{n}.png").is_file()]
+        sections.append(("Data health", _health(health) + "".join(sheets)))
     for name, title in (("training_curves", "Training curves (dashed lines: stage boundaries)"),
                         ("confusion_matrix", "Confusion matrix"), ("predicted_vs_true", "Predicted vs true targets"),
                         ("misclassified", "Worst mistakes"),
