@@ -88,11 +88,14 @@ def check_data(source: str, out_dir: str | os.PathLike, *, backbone: str = CHECK
     if root is not None and out_dir.resolve().is_relative_to(root.resolve()):
         raise ValueError(f"--output-dir {out_dir} lies inside the data folder {root}; the check never writes "
                          "there: choose a folder outside it")
+    phases = {}
     data = load_data(config)
+    phases["load_and_hash"] = time.perf_counter() - started
     if data.task != "multiclass":
         raise ValueError(f"the check ranks one class per image, and {config.source} holds {data.task} labels")
     model = build_backbone(backbone, weights=weights, input_shape=(image_size, image_size, 3))
     features = extract_features(model, data, cache_dir=cache_dir, log=log)
+    phases["features"] = time.perf_counter() - started - sum(phases.values())
     splits = features.splits
     x = np.concatenate([features.xy(s)[0] for s in splits])
     y = np.concatenate([data.splits[s].labels for s in splits]).astype(np.int64)
@@ -102,6 +105,7 @@ def check_data(source: str, out_dir: str | os.PathLike, *, backbone: str = CHECK
     digests = [d for s in splits for d in data.splits[s].digests]
     names = data.class_names
     found = feature_health(x, y, threshold=threshold, seed=seed)
+    phases["near_duplicates_suspects_outliers"] = time.perf_counter() - started - sum(phases.values())
     label_of = [names[int(c)] for c in y]
     near = [{**group, "cosine": round(cos, 4)} for (i, j, cos), group in
             ((pair, describe_duplicates([[pair[0], pair[1]]], files, label_of, where)[0]) for pair in found.near_duplicates)
@@ -119,11 +123,14 @@ def check_data(source: str, out_dir: str | os.PathLike, *, backbone: str = CHECK
         "exact_duplicates": exact, "near_duplicate_threshold": threshold, "near_duplicates": near,
         "suspect_count": len(suspects), "suspects": suspects,
         "out_of_fold_accuracy": round(float((found.probabilities.argmax(axis=1) == y).mean()), 4),
-        "outliers": outliers, "seconds": 0.0,
+        "outliers": outliers, "seconds": 0.0, "phase_seconds": {},
     }
-    report["seconds"] = round(time.perf_counter() - started, 2)
     result = DataCheck(report)
-    result.files = write_check(result, out_dir, _thumbnails(data, splits, found, outliers))
+    sheets = _thumbnails(data, splits, found, outliers)
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    phases["lists"] = report["seconds"] - sum(phases.values())
+    report["phase_seconds"] = {k: round(v, 2) for k, v in phases.items()}  # the sheets are drawn after this
+    result.files = write_check(result, out_dir, sheets)
     return result
 
 
