@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
                         threshold=args.threshold, cache_dir=args.cache_dir)
     from keras_transfer.interpret.report_html import write_report_html
 
-    write_report_html(out_dir)  # the same "Data health" section as a run's report.html
-    print("\n".join(result.summary()) + ", report.html")
+    result.files["report"] = write_report_html(out_dir)  # the "Data health" section of a run's report.html
+    print("\n".join(result.summary()))
     return 0
 
 
