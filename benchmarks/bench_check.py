@@ -11,7 +11,10 @@
    features and on scikit-learn's digits; how many of the top-N suspects (N = number flipped)
    are flipped ones.
 
-    python benchmarks/bench_check.py [timing|threshold|flips|all] [--flowers /work/shared/data/flowers5]
+4. `outliers`: three blank frames (white, black, grey) and three digit scans planted among the
+   flowers' features: which does the outlier rule flag?
+
+    python benchmarks/bench_check.py [timing|threshold|flips|outliers|all] [--flowers /work/shared/data/flowers5]
 
 Results are merged into benchmarks/results/check.json.
 """
@@ -188,12 +191,32 @@ def bench_flips(flowers: Path) -> None:
     _save("flips", out)
 
 
+def bench_outliers(flowers: Path) -> None:
+    from keras_transfer.data import load_embedded
+    from keras_transfer.features.extract import extract_features
+    from keras_transfer.features.health import rank_outliers
+
+    model, _, x, labels = _flowers_features(flowers)
+    planted = {"white frame": np.full((SIZE, SIZE, 3), 255, np.uint8), "black frame": np.zeros((SIZE, SIZE, 3), np.uint8),
+               "grey frame": np.full((SIZE, SIZE, 3), 128, np.uint8)}
+    planted.update({f"digit {i}": image for i, image in enumerate(load_embedded("digits", (SIZE, SIZE)).images[:3])})
+    images = np.stack(list(planted.values()))
+    extra = extract_features(model, (images, np.arange(len(images)) % 2), cache=False).xy("train")[0]
+    found = rank_outliers(np.concatenate([x, extra]), np.concatenate([labels, np.arange(len(extra)) % 5]))
+    names = list(planted)
+    flagged = [names[o["index"] - len(x)] if o["index"] >= len(x) else "a flower photo" for o in found]
+    out = {"planted": names, "flagged": flagged, "details": found}
+    print(f"outliers among 4,317 flowers + {', '.join(names)}: {flagged}")
+    _save("outliers", out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("part", nargs="?", default="all", choices=["timing", "threshold", "flips", "all"])
+    parser.add_argument("part", nargs="?", default="all", choices=["timing", "threshold", "flips", "outliers", "all"])
     parser.add_argument("--flowers", type=Path, default=Path("/work/shared/data/flowers5"))
     args = parser.parse_args()
-    for part, bench in (("timing", bench_timing), ("threshold", bench_threshold), ("flips", bench_flips)):
+    for part, bench in (("timing", bench_timing), ("threshold", bench_threshold), ("flips", bench_flips),
+                        ("outliers", bench_outliers)):
         if args.part in (part, "all"):
             bench(args.flowers)
 

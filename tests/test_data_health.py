@@ -3,7 +3,6 @@ balanced accuracy in the metrics, data.exclude, and a check that never touches t
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from PIL import Image
 from keras_transfer.data import DataConfig, load_data
 from keras_transfer.data.health import IMBALANCE_RATIO, health_lines
 from keras_transfer.data.split import stratified_split
-from keras_transfer.features.health import out_of_fold_probabilities, outlier_scores, rank_outliers, rank_suspects
+from keras_transfer.features.health import out_of_fold_probabilities, rank_outliers, rank_suspects
 from keras_transfer.training.report import classification_metrics, score_line
 
 from tests.support import tiny_source
@@ -109,9 +108,11 @@ def test_flipped_labels_rank_at_the_top_of_the_suspects_on_separable_features():
 def test_a_blank_frame_is_an_outlier_and_the_only_one():
     x, labels = _clusters()
     blank = np.zeros((1, x.shape[1]))  # a blank frame's pooled activations: nothing fires
-    scores = outlier_scores(np.concatenate([x, blank]), np.concatenate([labels, [0]]))
-    outliers = rank_outliers(scores)
-    assert [o["index"] for o in outliers] == [len(x)]
+    outliers = rank_outliers(np.concatenate([x, blank]), np.concatenate([labels, [0]]))
+    assert [o["index"] for o in outliers] == [len(x)] and outliers[0]["quiet_z"] > 3.5
+    far = np.concatenate([x, [[0, 0, 0, 10, 10, 10, 10, 10]]])  # as strong as the rest, unlike any class
+    outliers = rank_outliers(far, np.concatenate([labels, [1]]))
+    assert [o["index"] for o in outliers] == [len(x)] and outliers[0]["reason"] == "far from every class"
 
 
 def _imbalanced(tmp_path, larger: int, smaller: int, **kw):

@@ -59,7 +59,8 @@ class DataConfig:
     largest class has more than 1.5x the images of the smallest, else none) | none | class_weight |
     oversample | undersample. `exclude`: a text file of image paths (relative to the data folder,
     or absolute) to leave out, e.g. edited from `python -m keras_transfer.check`'s CSVs. `augment`
-    lists augmentations (or maps them to strengths), applied in the tf.data map on CPU (`augment_in: data`) or inside the model on the accelerator (`model`).
+    lists augmentations (or maps them to strengths), applied in the tf.data map on CPU
+    (`augment_in: data`) or inside the model on the accelerator (`model`).
     `resize`: resize | crop_to_aspect_ratio | pad. `cache`: auto (memory if it fits, else disk) |
     memory | disk | none. `split`, `data_dir` and `download` are for TFDS. `max_pixels`: images
     whose header declares more pixels are skipped and reported (decompression bombs).

@@ -55,7 +55,7 @@ class DataCheck:
             f"near-duplicates (cosine >= {r['near_duplicate_threshold']:.2f}): {len(near)} pair(s) ({kinds(near)})",
             f"suspect labels: {r['suspect_count']} (confident learning on out-of-fold probabilities, "
             f"out-of-fold accuracy {r['out_of_fold_accuracy']:.3f})",
-            f"outliers (far from every class): {len(r['outliers'])}",
+            f"outliers (far from every class, or blank): {len(r['outliers'])}",
             f"class balance: largest {balance['largest']} {balance['counts'][balance['largest']]}, smallest "
             f"{balance['smallest']} {balance['counts'][balance['smallest']]}: {ratio}"
             + (" (imbalanced: balance: auto weights the loss)" if balance["imbalanced"] else ""),
@@ -107,15 +107,15 @@ def check_data(source: str, out_dir: str | os.PathLike, *, backbone: str = CHECK
     found = feature_health(x, y, threshold=threshold, seed=seed)
     phases["near_duplicates_suspects_outliers"] = time.perf_counter() - started - sum(phases.values())
     label_of = [names[int(c)] for c in y]
-    near = [{**group, "cosine": round(cos, 4)} for (i, j, cos), group in
-            ((pair, describe_duplicates([[pair[0], pair[1]]], files, label_of, where)[0]) for pair in found.near_duplicates)
+    near = [{**describe_duplicates([[i, j]], files, label_of, where)[0], "cosine": round(cos, 4)}
+            for i, j, cos in found.near_duplicates
             if digests[i] != digests[j]]  # identical files are listed as exact duplicates
     exact = [{**g, "files": [_shown(f, root) for f in g["files"]]} for g in data.health["duplicates"]]
     suspects = [{"path": files[s["index"]], "split": where[s["index"]], "given": names[s["given"]],
                  "suggested": names[s["suggested"]], "self_confidence": s["self_confidence"],
                  "suggested_probability": s["suggested_probability"]} for s in found.suspects]
     outliers = [{"path": files[o["index"]], "split": where[o["index"]], "label": label_of[o["index"]],
-                 "distance": o["distance"], "robust_z": o["robust_z"]} for o in found.outliers]
+                 "reason": o["reason"], "robust_z": o["robust_z"], "quiet_z": o["quiet_z"]} for o in found.outliers]
     report = {
         "source": config.source, "backbone": model.name, "image_size": list(config.image_size),
         "examples": int(len(y)), "class_names": names, "counts": data.counts(),
@@ -149,7 +149,7 @@ def write_check(check: DataCheck, out_dir: Path, sheets: dict[str, list[tuple[np
     paths["suspects"] = _csv(out_dir / "suspects.csv", ["path", "split", "given", "suggested", "self_confidence",
                                                         "suggested_probability"],
                              [list(s.values()) for s in r["suspects"]])
-    paths["outliers"] = _csv(out_dir / "outliers.csv", ["path", "split", "label", "distance", "robust_z"],
+    paths["outliers"] = _csv(out_dir / "outliers.csv", ["path", "split", "label", "reason", "robust_z", "quiet_z"],
                              [list(o.values()) for o in r["outliers"]])
     for name, tiles in sheets.items():
         if tiles:
@@ -177,8 +177,8 @@ def _thumbnails(data, splits, found, outliers) -> dict[str, list[tuple[np.ndarra
     suspects = [(_image(data, *index[s["index"]]), f"{names[s['given']]} -> {names[s['suggested']]}\n"
                  f"p(given) {s['self_confidence']:.2f}\n{_tail(data, *index[s['index']])}")
                 for s in found.suspects[:SHEET_SIZE]]
-    far = [(_image(data, *index[o["index"]]), f"{names[int(data.splits[index[o['index']][0]].labels[index[o['index']][1]])]}"
-            f" z {o['robust_z']:.1f}\n{_tail(data, *index[o['index']])}") for o in found.outliers[:SHEET_SIZE]]
+    far = [(_image(data, *index[o["index"]]), f"{outliers[k]['label']}: {o['reason']}\n"
+            f"{_tail(data, *index[o['index']])}") for k, o in enumerate(found.outliers[:SHEET_SIZE])]
     return {"suspects": suspects, "outliers": far}
 
 

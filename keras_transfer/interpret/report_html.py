@@ -81,9 +81,9 @@ def _health(health: dict[str, Any]) -> str:
     balance = health.get("balance") or {}
     if balance:
         ratio = f"{balance['ratio']:.2f}x" if balance.get("ratio") else "an empty class"
+        applied = health.get("balance_applied")
         out += (f"<p>class balance: largest {_e(balance['largest'])}, smallest {_e(balance['smallest'])}: {_e(ratio)}"
-                + (f"; data.balance came to <b>{_e(health['balance_applied'])}</b>" if "balance_applied" in health else "")
-                + "</p>")
+                + (f"; data.balance came to <b>{_e(applied)}</b>" if applied else "") + "</p>")
     groups = health.get("duplicates", health.get("exact_duplicates")) or []
     leaks = [g for g in groups if g["kind"] == "cross-split"]
     if leaks:
