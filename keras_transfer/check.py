@@ -21,17 +21,14 @@ from keras_transfer.cli_util import run_cli
 
 
 def _parser() -> argparse.ArgumentParser:
-    from keras_transfer.features.data_check import CHECK_BACKBONE, CHECK_IMAGE_SIZE
-    from keras_transfer.features.health import NEAR_DUPLICATE_COSINE
-
+    # Defaults stay None here and are filled in main(): --help answers without importing TensorFlow.
     parser = argparse.ArgumentParser(prog="python -m keras_transfer.check", description=__doc__.split("\n")[0])
     parser.add_argument("source", help="a folder of class folders (or train/ and test/), csv:PATH, npz:PATH or "
                                        "an embedded name such as digits")
     parser.add_argument("--output-dir", type=Path, default=None, help="where to write (default: runs/check-<name>-<time>)")
-    parser.add_argument("--backbone", default=CHECK_BACKBONE, help=f"feature extractor (default {CHECK_BACKBONE})")
-    parser.add_argument("--image-size", type=int, default=CHECK_IMAGE_SIZE, help=f"pixels (default {CHECK_IMAGE_SIZE})")
-    parser.add_argument("--threshold", type=float, default=NEAR_DUPLICATE_COSINE,
-                        help=f"near-duplicate cosine (default {NEAR_DUPLICATE_COSINE}, measured)")
+    parser.add_argument("--backbone", default=None, help="feature extractor (default efficientnet_lite0)")
+    parser.add_argument("--image-size", type=int, default=None, help="pixels (default 128)")
+    parser.add_argument("--threshold", type=float, default=None, help="near-duplicate cosine (default 0.90, measured)")
     parser.add_argument("--cache-dir", default=None, help="feature cache (default $KT_CACHE_DIR or ~/.cache)")
     return parser
 
@@ -39,12 +36,15 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Check the data and write the lists; return the process exit status."""
     args = _parser().parse_args(argv)
-    from keras_transfer.features.data_check import check_data
+    from keras_transfer.features.data_check import CHECK_BACKBONE, CHECK_IMAGE_SIZE, check_data
+    from keras_transfer.features.health import NEAR_DUPLICATE_COSINE
 
     name = Path(args.source.partition(":")[2] or args.source).stem or "data"
     out_dir = args.output_dir or Path("runs") / f"check-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    result = check_data(args.source, out_dir, backbone=args.backbone, image_size=args.image_size,
-                        threshold=args.threshold, cache_dir=args.cache_dir)
+    result = check_data(args.source, out_dir, backbone=args.backbone or CHECK_BACKBONE,
+                        image_size=args.image_size or CHECK_IMAGE_SIZE,
+                        threshold=NEAR_DUPLICATE_COSINE if args.threshold is None else args.threshold,
+                        cache_dir=args.cache_dir)
     from keras_transfer.interpret.report_html import write_report_html
 
     result.files["report"] = write_report_html(out_dir)  # the "Data health" section of a run's report.html

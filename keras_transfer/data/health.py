@@ -13,6 +13,7 @@ leave out. The feature-based checks (near-duplicates, suspect labels, outliers) 
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -113,7 +114,7 @@ def read_exclude(path: str | os.PathLike) -> list[str]:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        first = line.split(",")[0].strip().strip('"')
+        first = next(csv.reader([line]))[0].strip()  # a quoted path may hold commas
         if number == 1 and first.lower() in ("path", "file", "files"):
             continue
         entries.append(first)
