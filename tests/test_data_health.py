@@ -206,3 +206,13 @@ def test_balanced_class_weight_raises_the_small_class_recall_of_solution_ii_logi
         model = fit_classifier("logistic", x, y, grid=(1.0,), class_weight=weight)
         recall[weight] = float((model.predict(x[y == 1]) == 1).mean())
     assert recall["balanced"] >= recall[None] + 0.2  # 0.65 -> 0.90 with this seed
+
+
+def test_near_duplicates_pair_a_slightly_changed_copy_and_nothing_else():
+    from keras_transfer.features.health import near_duplicate_pairs
+
+    rng = np.random.default_rng(0)
+    x = np.abs(rng.normal(0, 1, (50, 64)))  # pooled activations are non-negative
+    x[7] = x[3] * 1.1 + rng.normal(0, 0.02, 64)  # a brighter, re-encoded copy of image 3
+    pairs = near_duplicate_pairs(x, threshold=0.9)
+    assert [(i, j) for i, j, _ in pairs] == [(3, 7)] and pairs[0][2] > 0.99
