@@ -56,6 +56,8 @@ def per_class_table(metrics: dict, labels: list[str]) -> list[str]:
     for key, value in metrics.items():
         if key.endswith("accuracy") or key == "exact_match":
             lines.append(f"{key:>16}: {value:.4f}")
+    if metrics.get("note"):
+        lines.append(metrics["note"])
     lines.append(f"{'class':>16}  precision  recall      F1  support")
     for name, row in metrics["per_class"].items():
         lines.append(f"{name:>16}  {row['precision']:9.3f}  {row['recall']:6.3f}  {row['f1']:6.3f}  {row['support']:7d}")

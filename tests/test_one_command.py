@@ -14,7 +14,8 @@ from keras_transfer import train
 from keras_transfer.config import ConfigError, apply_override, from_dict, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ("train", "advise", "describe", "evaluate", "explain", "export", "lr_find", "predict", "probe", "visualize")
+COMMANDS = ("train", "advise", "describe", "evaluate", "explain", "export", "lr_find", "predict", "probe", "visualize",
+            "check")
 
 
 @pytest.fixture

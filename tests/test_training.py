@@ -221,13 +221,15 @@ def test_default_config_run_produces_every_file(tmp_path, capsys):
                     "--set", "training.stages.1.epochs=1", "--set", "export.formats=[keras,saved_model,tflite]")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "test accuracy:" in done.stdout and "TFLite float32" in done.stdout
+    assert "balanced accuracy" in done.stdout and "recall per class: 0 " in done.stdout
     assert (out / "export" / "saved_model" / "1" / "saved_model.pb").is_file()
     assert (out / "export" / "model_float32.tflite").is_file()
     for name in ("config.yaml", "history.json", "metrics.json", "labels.txt", "model.keras", "data_report.json",
-                 "plots/training_curves.png", "plots/confusion_matrix.png"):
+                 "data_health.json", "plots/training_curves.png", "plots/confusion_matrix.png"):
         assert (out / name).is_file(), name
     assert any((out / "tensorboard").rglob("events.out.tfevents*"))
     assert "Export parity" in (out / "report.html").read_text(), "the export re-renders the run page"
+    assert "Data health" in (out / "report.html").read_text()
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"val", "test"} and "confusion_matrix" in metrics["test"]
     assert load_config(out / "config.yaml").data.image_size == (32, 32)

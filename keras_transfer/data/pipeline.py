@@ -26,6 +26,8 @@ from keras_transfer.data.augment import augment_statelessly, augmentation_layers
 from keras_transfer.data.cache import CACHE_MODES, cache, cache_folder, cache_mode
 from keras_transfer.data.manifest import ScanManifest
 from keras_transfer.data.embedded import EMBEDDED, load_embedded
+from keras_transfer.data.health import (auto_balance, class_balance, content_digests, describe_duplicates,
+                                        duplicate_groups, group_ids, leave_out)
 from keras_transfer.data.records import Records, Skipped, csv_records, drop_bad_files, folder_records
 from keras_transfer.data.split import BALANCE_MODES, balance_indices, class_weights, few_shot, stratified_split
 from keras_transfer.images import DEFAULT_MAX_PIXELS, RESIZE_POLICIES, decode_image_tensor, on_white, resize_image
@@ -56,9 +58,12 @@ class DataConfig:
     `.csv` or `.npz` file alone means that kind. `image_size` is (height, width), or one number
     for a square.
     `val_split` / `test_split` are fractions carved from train when the source has no such split.
-    `few_shot: k` keeps k training examples per class. `balance`: none | class_weight | oversample
-    | undersample. `augment` lists augmentations (or maps them to strengths), applied in the
-    tf.data map on CPU (`augment_in: data`) or inside the model on the accelerator (`model`).
+    `few_shot: k` keeps k training examples per class. `balance`: auto (class weights when the
+    largest class has more than 1.5x the images of the smallest, else none) | none | class_weight |
+    oversample | undersample. `exclude`: a text file of image paths (relative to the data folder,
+    or absolute) to leave out, e.g. edited from `python -m keras_transfer.check`'s CSVs. `augment`
+    lists augmentations (or maps them to strengths), applied in the tf.data map on CPU
+    (`augment_in: data`) or inside the model on the accelerator (`model`).
     `resize`: resize | crop_to_aspect_ratio | pad. `cache`: auto (memory if it fits, else disk) |
     memory | disk | none. `split`, `data_dir` and `download` are for TFDS. `max_pixels`: images
     whose header declares more pixels are skipped and reported (decompression bombs).
@@ -71,7 +76,7 @@ class DataConfig:
     val_split: float = 0.15
     test_split: float = 0.15
     few_shot: int | None = None
-    balance: str = "none"
+    balance: str = "auto"
     augment: Any = ("flip", "rotation")
     augment_in: str = "data"
     resize: str = "resize"
@@ -83,6 +88,7 @@ class DataConfig:
     download: bool = True
     max_pixels: int = DEFAULT_MAX_PIXELS
     csv_root: str | None = None
+    exclude: str | None = None
 
     def __post_init__(self):
         check_constraints(self, DATA_CONSTRAINTS, prefix="data")
@@ -147,6 +153,7 @@ class _Split:
     paths: list[str] | None = None
     images: np.ndarray | None = None
     tfds: Any = None
+    digests: list[str] | None = None  # content hashes, so copies of one image stay in one split
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -156,6 +163,7 @@ class _Split:
             self.labels[indices],
             [self.paths[i] for i in indices] if self.paths is not None else None,
             self.images[indices] if self.images is not None else None,
+            digests=[self.digests[i] for i in indices] if self.digests is not None else None,
         )
 
 
@@ -177,6 +185,8 @@ class DataBundle:
     splits: dict[str, _Split]
     skipped: list[Skipped] = field(default_factory=list)
     class_weight: dict[int, float] | None = None
+    balance: str = "none"  # what `data.balance` came to (auto resolved to class_weight or none)
+    health: dict[str, Any] = field(default_factory=dict)  # data.health: duplicates, balance, exclusions
 
     @property
     def num_classes(self) -> int:
@@ -299,6 +309,7 @@ class DataBundle:
             "counts": self.counts(),
             "skipped": [asdict(s) for s in self.skipped],
             "class_weight": self.class_weight,
+            "balance": self.balance,
             **({"targets": self.target_stats()} if self.task == "regression" else {}),
         }
 
@@ -321,6 +332,9 @@ def load_data(config: DataConfig, *, x: np.ndarray | None = None, y: np.ndarray 
     that is wrong and what was expected.
     """
     regression = task == "regression"
+    if config.exclude and (x is not None or source_kind(config.source)[0] not in ("folder", "csv")):
+        raise ValueError(f"data.exclude lists image files, and data.source {config.source} holds no files "
+                         "(it works with folder: and csv: sources)")
     if x is not None:
         images, labels, names = _arrays(x, y, class_names, where="arrays x, y", regression=regression)
         return _from_examples(config, {"train": _Split(labels, images=images)}, names, _array_task(labels), [])
@@ -350,6 +364,9 @@ def _from_records(config: DataConfig, by_split: dict[str, Records], source: Path
     from keras_transfer.progress import MIN_FILES
 
     skipped: list[Skipped] = []
+    excluded: list[str] = []
+    if config.exclude:
+        by_split, excluded = leave_out(by_split, config.exclude, source if source.is_dir() else source.parent)
     clean = {}
     manifest = ScanManifest.open(cache_folder(config), source, config.max_pixels)
     for split, records in by_split.items():
@@ -363,7 +380,7 @@ def _from_records(config: DataConfig, by_split: dict[str, Records], source: Path
     if train.targets is not None:
         targets = np.asarray(train.targets, dtype=np.float32)
         return _from_examples(config, {"train": _Split(targets, paths=train.paths)}, [train.target_name],
-                              "regression", skipped)
+                              "regression", skipped, excluded)
     multilabel = any(len(labels) > 1 for records in clean.values() for labels in records.labels)
     names = sorted({label for labels in clean["train"].labels for label in labels})
     for split, records in clean.items():
@@ -382,11 +399,11 @@ def _from_records(config: DataConfig, by_split: dict[str, Records], source: Path
         else:
             labels = np.array([index[l[0]] for l in records.labels], dtype=np.int64)
         splits[split] = _Split(labels, paths=records.paths)
-    return _from_examples(config, splits, names, "multilabel" if multilabel else "multiclass", skipped)
+    return _from_examples(config, splits, names, "multilabel" if multilabel else "multiclass", skipped, excluded)
 
 
 def _from_examples(config: DataConfig, splits: dict[str, _Split], names: list[str], task: str,
-                   skipped: list[Skipped]) -> DataBundle:
+                   skipped: list[Skipped], excluded: list[str] | None = None) -> DataBundle:
     if task == "regression":
         return _regression_splits(config, splits, names, skipped)
     if len(names) < 2:
@@ -399,6 +416,7 @@ def _from_examples(config: DataConfig, splits: dict[str, _Split], names: list[st
         missing = [n for n, c in zip(names, present) if c == 0]
         raise ValueError(f"class {missing[0]!r} has no readable training images in {config.source}")
     seed = config.seed
+    health = _health(splits, names, strata, excluded or [])
     removed = 0.0  # fractions are shares of all the data, so later carves are scaled up
     given_val = "val" in splits and "test" not in splits
     if given_val:
@@ -407,20 +425,45 @@ def _from_examples(config: DataConfig, splits: dict[str, _Split], names: list[st
     for name, fraction, salt in (("test", config.test_split, 1), ("val", config.val_split, 2)):
         if name in splits or fraction == 0 or (name == "test" and given_val):
             continue
-        kept, carved = stratified_split(strata, fraction / (1.0 - removed), seed + salt)
+        kept, carved = stratified_split(strata, fraction / (1.0 - removed), seed + salt, group_ids(train.digests))
         removed += fraction
         splits[name] = train.subset(carved)
         train, strata = train.subset(kept), strata[kept]
     if config.few_shot:
         chosen = few_shot(strata, config.few_shot, seed + 3)
         train, strata = train.subset(chosen), strata[chosen]
+    balance = config.balance
+    if balance == "auto":
+        balance = auto_balance(strata, len(names)) if task == "multiclass" else "none"
     if task == "multiclass":
-        resampled = balance_indices(strata, config.balance, seed + 4)
+        resampled = balance_indices(strata, balance, seed + 4)
         train = train.subset(resampled)
     splits["train"] = train
-    weights = class_weights(train.labels, len(names)) if config.balance == "class_weight" and task == "multiclass" else None
+    weights = class_weights(train.labels, len(names)) if balance == "class_weight" and task == "multiclass" else None
+    health["balance_applied"] = balance
     ordered = {k: splits[k] for k in ("train", "val", "test") if k in splits}
-    return DataBundle(config, names, task, ordered, skipped, weights)
+    return DataBundle(config, names, task, ordered, skipped, weights, balance, health)
+
+
+def _health(splits: dict[str, _Split], names: list[str], strata: np.ndarray, excluded: list[str]) -> dict[str, Any]:
+    """Exact duplicates (within a class, across classes, across given splits) and the training data's
+    class balance, before any split is carved; hashes every example once (kept for the carving)."""
+    digests, files, labels, where = [], [], [], []
+    for split_name, split in splits.items():
+        if split.digests is None:
+            split.digests = content_digests(split.paths, split.images)
+        digests += split.digests
+        files += split.paths or [f"{split_name}[{i}]" for i in range(len(split))]
+        labels += [_label_text(label, names) for label in split.labels]
+        where += [split_name] * len(split)
+    groups = describe_duplicates(duplicate_groups(digests), files, labels, where)
+    return {"duplicates": groups, "balance": class_balance(strata, names), "excluded": excluded}
+
+
+def _label_text(label, names: list[str]) -> str:
+    if np.ndim(label):
+        return "|".join(n for n, v in zip(names, label) if v)
+    return names[int(label)]
 
 
 def _regression_splits(config: DataConfig, splits: dict[str, _Split], names: list[str],
@@ -429,7 +472,7 @@ def _regression_splits(config: DataConfig, splits: dict[str, _Split], names: lis
     if config.few_shot:
         raise ValueError(f"data.few_shot keeps k images per class, and {config.source} holds regression targets "
                          "(no classes); drop data.few_shot")
-    if config.balance != "none":
+    if config.balance not in ("none", "auto"):
         raise ValueError(f"data.balance: {config.balance} balances classes, and {config.source} holds regression "
                          "targets (no classes); use data.balance: none")
     train = splits["train"]

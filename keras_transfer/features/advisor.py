@@ -241,13 +241,13 @@ class Measurements:
 
 def measure_data(backbone: keras.Model, data: DataBundle, *, cache_dir: str | Path | None = None,
                  views: tuple[str, ...] = ("full",), prune: bool = False, seed: int = 0,
-                 log: Callable[[str], None] | None = None) -> Measurements:
+                 class_weight: str | None = None, log: Callable[[str], None] | None = None) -> Measurements:
     """Measure `data` against `backbone`: median training examples per class, a probe of every block
     (cross-validated, see `probe_layers`), the BatchNorm shift; `seconds` says what each part cost."""
     counts = data.counts().get("train") or {}
     per_class = float(np.median(list(counts.values()))) if counts else float("inf")
     probe = probe_layers(backbone, data, "blocks", cache_dir=cache_dir, views=views, prune=prune,
-                         score_splits=not prune, seed=seed, log=log)
+                         score_splits=not prune, seed=seed, class_weight=class_weight, log=log)
     started = time.perf_counter()
     shift = bn_shift(backbone, data)
     seconds = {"features": probe.feature_seconds, **probe.seconds, "bn_shift": round(time.perf_counter() - started, 3)}
@@ -344,7 +344,8 @@ def resolve_recipe(config: RunConfig, *, named: tuple[str, ...] = (), cache_dir:
     views = auto_views(config.data.augment)
     log(f"recipe auto: measuring {data.config.source} against {backbone.name} (examples per class, every block "
         f"cross-validated{' on ' + ' and '.join(views) + ' views' if len(views) > 1 else ''}, the BatchNorm shift)")
-    m = measure_data(backbone, data, cache_dir=cache_dir, views=views, prune=True, seed=config.training.seed)
+    m = measure_data(backbone, data, cache_dir=cache_dir, views=views, prune=True, seed=config.training.seed,
+                     class_weight="balanced" if data.class_weight is not None else None)
     decision = decide(m.examples_per_class, m.probe_gap, m.bn_shift)
     best = m.probe.best()
     _apply_recipe(raw, decision.recipe, best.layer.split("+"), best.C, views)

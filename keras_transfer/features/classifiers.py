@@ -92,6 +92,7 @@ def fit_classifier(
     grid: tuple[float, ...] | None = None,
     seed: int = 0,
     scaling: str = "features",
+    class_weight: str | None = None,
 ) -> FeatureClassifier:
     """Fit a `kind` classifier ("logistic", "linear_svm" or "knn") on features `x`, labels `y`.
 
@@ -100,7 +101,9 @@ def fit_classifier(
     (k = min(5, smallest class count); with one example of some class, no choice is made and
     the grid's middle value is used). Labels are integer class indices. `scaling` is how features
     are normalised first: `features` standardises each (Kornblith et al.), `global` centres them and
-    divides by one scale, better on small sets (`selection.global_scale`).
+    divides by one scale, better on small sets (`selection.global_scale`). `class_weight="balanced"`
+    weights logistic regression's loss by n / (classes x count) (what `data.balance` gives a Keras
+    head); the linear SVM and kNN take no weights.
     """
     if kind not in CLASSIFIERS:
         raise ValueError(unknown_name_message("classifier", kind, CLASSIFIERS))
@@ -135,7 +138,7 @@ def fit_classifier(
         selected_on = "given"
     elif validation is not None and len(validation[1]):
         zv = (np.asarray(validation[0], dtype=np.float64) - scaler.mean_) / scale
-        selection = _select(kind, grid, [(z, y, zv, np.asarray(validation[1]).reshape(-1))], seed, path)
+        selection = _select(kind, grid, [(z, y, zv, np.asarray(validation[1]).reshape(-1))], seed, path, class_weight)
         selected_on = "validation split"
     else:
         folds = min(5, int(np.bincount(y)[np.unique(y)].min()))
@@ -143,16 +146,16 @@ def fit_classifier(
             from sklearn.model_selection import StratifiedKFold
 
             splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(z, y)
-            selection = _select(kind, grid, [(z[a], y[a], z[b], y[b]) for a, b in splits], seed, path)
+            selection = _select(kind, grid, [(z[a], y[a], z[b], y[b]) for a, b in splits], seed, path, class_weight)
             selected_on = f"{folds}-fold cross-validation"
     value = max(selection, key=lambda pair: pair[1])[0] if selection else grid[len(grid) // 2]
-    estimator = _fit(kind, value, z, y, seed, init=path.get(value))
+    estimator = _fit(kind, value, z, y, seed, init=path.get(value), class_weight=class_weight)
     chosen = {"n_neighbors" if kind == "knn" else "C": value}
     return FeatureClassifier(kind, num_classes, scaler.mean_, scale, estimator, chosen, selection, selected_on,
                              references=(z, y) if kind == "knn" else None)
 
 
-def _select(kind, grid, folds, seed, path: dict) -> list[tuple[float, float]]:
+def _select(kind, grid, folds, seed, path: dict, class_weight=None) -> list[tuple[float, float]]:
     """Mean held-out accuracy of each grid value; ties go to the first (most regularised) value.
 
     The linear SVM walks each fold's C path from small to large, each fit starting from the
@@ -163,14 +166,15 @@ def _select(kind, grid, folds, seed, path: dict) -> list[tuple[float, float]]:
     for zt, yt, zv, yv in folds:
         previous = None
         for value in (sorted(grid) if kind == "linear_svm" else grid):
-            estimator = _fit(kind, value, zt, yt, seed, init=previous)
+            estimator = _fit(kind, value, zt, yt, seed, init=previous, class_weight=class_weight)
             if kind == "linear_svm":
                 previous = path[value] = estimator.solution()
             accuracy[value].append(float((estimator.predict(zv) == yv).mean()))
     return [(value, float(np.mean(accuracy[value]))) for value in grid]
 
 
-def _fit(kind: str, value: float, z: np.ndarray, y: np.ndarray, seed: int, init: np.ndarray | None = None):
+def _fit(kind: str, value: float, z: np.ndarray, y: np.ndarray, seed: int, init: np.ndarray | None = None,
+         class_weight: str | None = None):
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
@@ -179,7 +183,7 @@ def _fit(kind: str, value: float, z: np.ndarray, y: np.ndarray, seed: int, init:
         return KNeighborsClassifier(n_neighbors=int(min(value, len(z)))).fit(z, y)
     if kind == "linear_svm":
         return SquaredHingeSVC(C=value, max_iter=1000, tol=SVM_TOLERANCE).fit(z, y, init=init)
-    estimator = LogisticRegression(C=value, solver="lbfgs", max_iter=1000)
+    estimator = LogisticRegression(C=value, solver="lbfgs", max_iter=1000, class_weight=class_weight)
     with warnings.catch_warnings():
         # A weakly regularised fit on separable features never "converges"; its accuracy decides.
         warnings.simplefilter("ignore", ConvergenceWarning)

@@ -99,7 +99,7 @@ class ProbeResult:
 def probe_layers(backbone: keras.Model, data: DataBundle, layers: str | Sequence[str] = "blocks", *,
                  classifier: str = "logistic", pooling: str = "avg", cache_dir: str | Path | None = None,
                  grid: tuple[float, ...] | None = None, views: Sequence[str] = ("full",), prune: bool = False,
-                 score_splits: bool = True, seed: int = 0,
+                 score_splits: bool = True, seed: int = 0, class_weight: str | None = None,
                  log: Callable[[str], None] | None = None) -> ProbeResult:
     """Score `classifier` on the pooled features of each of `layers` (default: every block) and choose one.
 
@@ -125,7 +125,8 @@ def probe_layers(backbone: keras.Model, data: DataBundle, layers: str | Sequence
     if classifier == "logistic":
         chosen = selection.select(stacked, y, names, seed=seed, grid=tuple(grid or selection.C_GRID),
                                   concat_top=selection.CONCAT_TOP if layers == "blocks" else 0,
-                                  keep=selection.KEEP_AFTER_PROXY if prune else len(names) + 1)
+                                  keep=selection.KEEP_AFTER_PROXY if prune else len(names) + 1,
+                                  class_weight=class_weight)
         scores = chosen.scores
         result.chosen, result.method, result.reasons = chosen.chosen.candidate.name, chosen.method, chosen.reasons
         result.seconds = chosen.seconds

@@ -122,12 +122,13 @@ def make_folds(y: np.ndarray, seed: int, folds: int = FOLDS) -> list[tuple[np.nd
 
 def select(features: dict[str, np.ndarray], y: np.ndarray, blocks: list[str], *, seed: int = 0,
            grid: tuple[float, ...] = C_GRID, concat_top: int = CONCAT_TOP,
-           keep: int = KEEP_AFTER_PROXY) -> Selection:
+           keep: int = KEEP_AFTER_PROXY, class_weight: str | None = None) -> Selection:
     """Score the candidates built from `blocks` by cross-validation and choose one, with its C.
 
     `features` maps each block to its [N, views, D] features (one view: [N, 1, D]) of the
     labelled images, `y` their integer classes. Training folds fit on every view; held-out images
-    are scored on the mean of their views, as the exported model predicts.
+    are scored on the mean of their views, as the exported model predicts. `class_weight="balanced"`
+    weights the logistic regressions as `data.balance` weights the final one.
     """
     y = np.asarray(y).reshape(-1)
     cands = candidates(blocks, concat_top)
@@ -151,7 +152,7 @@ def select(features: dict[str, np.ndarray], y: np.ndarray, blocks: list[str], *,
     scores = []
     for c in cands:
         if c.name in kept:
-            score = _logistic_cv(_stack(features, c), y, folds, grid, seed)
+            score = _logistic_cv(_stack(features, c), y, folds, grid, seed, class_weight)
             score.candidate = c
         else:
             score = Score(c, None, float("nan"), float("nan"))
@@ -171,13 +172,14 @@ def select(features: dict[str, np.ndarray], y: np.ndarray, blocks: list[str], *,
                      {"proxy": round(proxy_seconds, 3), "logistic": round(logistic_seconds, 3)})
 
 
-def choose_C(stacked: np.ndarray, y: np.ndarray, *, seed: int = 0, grid: tuple[float, ...] = C_GRID) -> Score:
+def choose_C(stacked: np.ndarray, y: np.ndarray, *, seed: int = 0, grid: tuple[float, ...] = C_GRID,
+             class_weight: str | None = None) -> Score:
     """Cross-validate a logistic regression's C on [N, views, D] features (see `select`); the default without folds."""
     y = np.asarray(y).reshape(-1)
     folds = make_folds(y, seed)
     if not folds:
         return Score(Candidate(("features",), 0), DEFAULT_C, float("nan"), float("nan"))
-    return _logistic_cv(stacked, y, folds, grid, seed)
+    return _logistic_cv(stacked, y, folds, grid, seed, class_weight)
 
 
 def _stack(features: dict[str, np.ndarray], candidate: Candidate) -> np.ndarray:
@@ -224,14 +226,14 @@ def _standardise(x: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return (x - reference.mean(axis=0)) / global_scale(reference)
 
 
-def _logistic_cv(stacked: np.ndarray, y: np.ndarray, folds, grid, seed: int) -> Score:
+def _logistic_cv(stacked: np.ndarray, y: np.ndarray, folds, grid, seed: int, class_weight: str | None = None) -> Score:
     """Per C: accuracy and log-loss over the folds; C by log-loss (one standard error to the smaller), widening
     the grid where the best sits at an end."""
     grid = sorted(float(c) for c in grid)
     results: dict[float, tuple[list[float], list[float]]] = {}
     for _ in range(WIDEN_TIMES + 1):
         todo = [c for c in grid if c not in results]
-        for c, (acc, loss) in _fold_path(stacked, y, folds, todo, seed).items():
+        for c, (acc, loss) in _fold_path(stacked, y, folds, todo, seed, class_weight).items():
             results[c] = (acc, loss)
         losses = {c: float(np.mean(results[c][1])) for c in grid}
         best = min(grid, key=lambda c: losses[c])
@@ -254,7 +256,7 @@ def _logistic_cv(stacked: np.ndarray, y: np.ndarray, folds, grid, seed: int) -> 
                  folds=[float(a) for a in acc], grid=table)
 
 
-def _fold_path(stacked, y, folds, grid, seed) -> dict[float, tuple[list[float], list[float]]]:
+def _fold_path(stacked, y, folds, grid, seed, class_weight=None) -> dict[float, tuple[list[float], list[float]]]:
     """Accuracy and log-loss of every C in `grid` on every fold, each fold's path warm-started from small C."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
@@ -267,11 +269,11 @@ def _fold_path(stacked, y, folds, grid, seed) -> dict[float, tuple[list[float], 
     with threadpool_limits(limits=1):
         # Small dense problems: BLAS threads only wait on each other (and on TensorFlow's), so one
         # thread ran these fits 10-50 times faster on 2 shared cores.
-        _fill_path(out, stacked, y, folds, grid, LogisticRegression, ConvergenceWarning)
+        _fill_path(out, stacked, y, folds, grid, class_weight, LogisticRegression, ConvergenceWarning)
     return out
 
 
-def _fill_path(out, stacked, y, folds, grid, LogisticRegression, ConvergenceWarning) -> None:
+def _fill_path(out, stacked, y, folds, grid, class_weight, LogisticRegression, ConvergenceWarning) -> None:
     views, dim = stacked.shape[1], stacked.shape[2]
     for train, held_out in folds:
         rows = stacked[train].reshape(-1, dim)
@@ -288,7 +290,8 @@ def _fill_path(out, stacked, y, folds, grid, LogisticRegression, ConvergenceWarn
             keep = values > values.max() * 1e-10
             vectors, root = vectors[:, keep], np.sqrt(values[keep])
             zt, zv = vectors * root, (zv @ zt.T) @ vectors / root
-        estimator = LogisticRegression(C=grid[0], max_iter=MAX_ITER, tol=TOLERANCE, warm_start=True)
+        estimator = LogisticRegression(C=grid[0], max_iter=MAX_ITER, tol=TOLERANCE, warm_start=True,
+                                       class_weight=class_weight)
         for c in sorted(grid):
             estimator.set_params(C=c)
             with warnings.catch_warnings():

@@ -61,10 +61,14 @@ def _run(config: RunConfig, run_dir: Path, log: Callable[[str], None], cache_dir
     fit_on = labelled if kind == "logistic" and "test" in features.splits else ["train"]
     x = np.concatenate([_concatenated(features, s, resolved, views=True)[0] for s in fit_on])
     y = np.concatenate([_concatenated(features, s, resolved, views=True)[1] for s in fit_on])
+    weighted = data.class_weight is not None and kind == "logistic"
+    if data.class_weight is not None and not weighted:
+        log(f"data.balance came to class_weight, which {kind} does not take: its classes are not weighted")
     grid, selected_on, scaling, cv = None, None, "features", None
     if kind == "logistic":
         stacked = np.concatenate([_concatenated_stacked(features, s, resolved) for s in labelled])
         cv = choose_C(stacked, np.concatenate([features.labels[s] for s in labelled]), seed=config.training.seed,
+                      class_weight="balanced" if weighted else None,
                       **({"grid": (float(m.head.C),)} if m.head.C is not None else {}))
         grid, scaling = (cv.C,), "global"
         selected_on = ("value given in model.head.C" if m.head.C is not None else
@@ -75,7 +79,8 @@ def _run(config: RunConfig, run_dir: Path, log: Callable[[str], None], cache_dir
         grid, selected_on = (float(m.head.C),), "model.head.C"
     validation = _concatenated(features, "val", resolved) if "val" in features.splits and grid is None else None
     classifier = fit_classifier(kind, x, y, num_classes=data.num_classes, validation=validation, grid=grid,
-                                seed=config.training.seed, scaling=scaling)
+                                seed=config.training.seed, scaling=scaling,
+                                class_weight="balanced" if weighted else None)
     classifier.selected_on = selected_on or classifier.selected_on
     seconds = time.perf_counter() - started
     (name, value), = classifier.chosen.items()
@@ -97,7 +102,8 @@ def _run(config: RunConfig, run_dir: Path, log: Callable[[str], None], cache_dir
                    "selection": [{name: v, "accuracy": a} for v, a in classifier.selection],
                    "feature_seconds": round(features.seconds, 3), "fit_seconds": round(seconds, 3),
                    "feature_dim": int(x.shape[1]), "fitted_on": fit_on,
-                   "train_examples": int(sum(len(features.labels[s]) for s in fit_on))})
+                   "train_examples": int(sum(len(features.labels[s]) for s in fit_on)),
+                   "class_weight": "balanced" if weighted else None})
     atomic_write_text(run_dir / "classifier.json", json.dumps(record, indent=1))
     return write_results(run_dir, model, data, metrics, [], log)
 

@@ -53,6 +53,8 @@ def _scores(metrics: dict[str, Any]) -> str:
     for split, values in metrics.items():
         shown = ", ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float))
         parts.append(f"<p><span class='big'>{_e(split)}</span>: {_e(shown)} ({values.get('examples', '?')} images)</p>")
+        if values.get("note"):
+            parts.append(f"<p><b>{_e(values['note'])}</b></p>")
         if values.get("per_class"):
             rows = [[name, f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r.get('f1', 0):.3f}", r["support"]]
                     for name, r in values["per_class"].items()]
@@ -70,6 +72,34 @@ def _data(report: dict[str, Any]) -> str:
     out += f"<p>{len(skipped)} file(s) skipped</p>"
     if skipped:
         out += _table(["file", "reason"], [[s["path"], s["reason"]] for s in skipped[:50]])
+    return out
+
+
+def _health(health: dict[str, Any]) -> str:
+    """Duplicates (and, from the check, near-duplicates, suspects, outliers) and the class balance."""
+    out = ""
+    balance = health.get("balance") or {}
+    if balance:
+        ratio = f"{balance['ratio']:.2f}x" if balance.get("ratio") else "an empty class"
+        applied = health.get("balance_applied")
+        out += (f"<p>class balance: largest {_e(balance['largest'])}, smallest {_e(balance['smallest'])}: {_e(ratio)}"
+                + (f"; data.balance came to <b>{_e(applied)}</b>" if applied else "") + "</p>")
+    groups = health.get("duplicates", health.get("exact_duplicates")) or []
+    leaks = [g for g in groups if g["kind"] == "cross-split"]
+    if leaks:
+        out += (f"<p><b>warning: {len(leaks)} image(s) appear in more than one split: those scores are measured on "
+                "copies of training images</b></p>")
+    out += f"<p>{len(groups)} group(s) of identical images (each kept in one split when splits are carved)</p>"
+    if groups:
+        out += _table(["kind", "files", "labels", "splits"],
+                      [[g["kind"], " == ".join(g["files"]), ", ".join(g["labels"]), ", ".join(g["splits"])]
+                       for g in groups[:30]])
+    for key, title in (("near_duplicates", "near-duplicate pair(s)"), ("suspects", "suspect label(s)"),
+                       ("outliers", "outlier(s)")):
+        if key in health:
+            out += f"<p>{len(health[key])} {title}</p>"
+    if health.get("excluded"):
+        out += f"<p>{len(health['excluded'])} file(s) left out by data.exclude</p>"
     return out
 
 
@@ -93,6 +123,10 @@ def render_report(run_dir: str | Path) -> str:
     report = _read_json(run_dir / "data_report.json")
     if report:
         sections.append(("Data", _data(report)))
+    health = _read_json(run_dir / "data_health.json")
+    if health:
+        sheets = [_image(run_dir / f"{n}.png", n) for n in ("suspects", "outliers") if (run_dir / f"{n}.png").is_file()]
+        sections.append(("Data health", _health(health) + "".join(sheets)))
     for name, title in (("training_curves", "Training curves (dashed lines: stage boundaries)"),
                         ("confusion_matrix", "Confusion matrix"), ("predicted_vs_true", "Predicted vs true targets"),
                         ("misclassified", "Worst mistakes"),

@@ -25,6 +25,7 @@ from keras_transfer._names import printable
 from keras_transfer.config import ConfigError, RunConfig, StageConfig, to_dict
 from keras_transfer.data import DataBundle, load_data
 from keras_transfer.data.fingerprint import RECORD_NAME, check_run_classes, recorded_data, write_split_record
+from keras_transfer.data.health import health_lines
 from keras_transfer.freeze import resolve_trainable
 from keras_transfer.heads import HeadSpec, build_classifier, inference_model
 from keras_transfer.files import atomic_file, atomic_write_text, claimed_folder, write_labels
@@ -36,6 +37,7 @@ from keras_transfer.training.optimizers import block_multipliers
 from keras_transfer.training.stage import jit_compile, prepare_stage
 from keras_transfer.training.report import (
     classification_metrics,
+    score_line,
     plot_confusion_matrix,
     plot_predicted_vs_true,
     plot_training_curves,
@@ -298,6 +300,8 @@ def start_run_dir(config: RunConfig, run_dir: Path, data: DataBundle, log: Calla
     write_labels(run_dir / "labels.txt", data.class_names)
     data.write_report(run_dir / "data_report.json")
     write_split_record(data, run_dir / RECORD_NAME)
+    if data.health:
+        atomic_write_text(run_dir / "data_health.json", json.dumps(data.health, indent=1))
     _log_data(data, log)
 
 
@@ -366,7 +370,7 @@ def write_results(run_dir: Path, model: keras.Model, data: DataBundle, metrics: 
             log(f"cross-validated accuracy: {values['accuracy']:.4f} ± {values['accuracy_sem']:.4f} "
                 f"({values['examples']} images, {values['folds']} folds)")
         elif "accuracy" in values:
-            log(f"{split} accuracy: {values['accuracy']:.4f} ({values['examples']} images)")
+            log(score_line(split, values))
         if "mae" in values:
             log(f"{split} MAE {values['mae']:.4g}, RMSE {values['rmse']:.4g}, R^2 {values['r2']:.3f} "
                 f"({values['examples']} images)")
@@ -415,3 +419,5 @@ def _log_data(data: DataBundle, log: Callable[[str], None]) -> None:
     if data.skipped:
         log(f"skipped {len(data.skipped)} unreadable file(s), listed in data_report.json; first: "
             f"{printable(data.skipped[0].path)} ({printable(data.skipped[0].reason)})")
+    for line in health_lines(data.health):
+        log(line)

@@ -10,8 +10,15 @@ import numpy as np
 
 
 def classification_metrics(outputs: np.ndarray, labels: np.ndarray, class_names: list[str], task: str) -> dict[str, Any]:
-    """Accuracy, top-k, per-class precision/recall and the confusion matrix of one split."""
+    """Accuracy, balanced accuracy, top-k, per-class precision/recall and the confusion matrix of one split.
+
+    Balanced accuracy is the mean of the per-class recalls (classes present in the split); when
+    the split's largest class has more than 1.5x the images of its smallest, `imbalanced` says so
+    and `note` asks to read balanced accuracy and per-class recall, which accuracy can hide.
+    """
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    from keras_transfer.data.health import IMBALANCE_RATIO
 
     n = len(class_names)
     if task == "multilabel":
@@ -29,13 +36,40 @@ def classification_metrics(outputs: np.ndarray, labels: np.ndarray, class_names:
     k = min(5, n - 1) if n > 2 else 1
     top_k = np.argsort(-probabilities, axis=1)[:, :k]
     per_class = precision_recall_fscore_support(labels, predicted, labels=list(range(n)), zero_division=0)
-    return {
+    support = per_class[3]
+    present = support > 0
+    ratio = float(support[present].max() / support[present].min()) if present.any() else 1.0
+    out = {
         "examples": int(len(labels)),
         "accuracy": float((predicted == labels).mean()),
+        "balanced_accuracy": float(per_class[1][present].mean()) if present.any() else 0.0,
         f"top_{k}_accuracy": float((top_k == labels[:, None]).any(axis=1).mean()),
         "per_class": _per_class(per_class, class_names),
+        "per_class_recall": {name: float(r) for name, r in zip(class_names, per_class[1])},
+        "class_ratio": round(ratio, 3),
+        "imbalanced": ratio > IMBALANCE_RATIO,
         "confusion_matrix": confusion_matrix(labels, predicted, labels=list(range(n))).tolist(),
     }
+    if out["imbalanced"]:
+        out["note"] = (f"imbalanced split (largest class {ratio:.2f}x the smallest): read balanced accuracy "
+                       "and per-class recall, which accuracy can hide")
+    return out
+
+
+def score_line(split: str, values: dict[str, Any], shown: int = 10) -> str:
+    """One log line: accuracy, balanced accuracy and per-class recall of a split (and its imbalance)."""
+    recalls = values.get("per_class_recall") or {}
+    recall = ", ".join(f"{name} {r:.2f}" for name, r in list(recalls.items())[:shown])
+    recall += ", ..." if len(recalls) > shown else ""
+    line = f"{split} accuracy: {values['accuracy']:.4f}"
+    if "balanced_accuracy" in values:
+        line += f", balanced accuracy {values['balanced_accuracy']:.4f}"
+    line += f" ({values['examples']} images)"
+    if recall:
+        line += f"; recall per class: {recall}"
+    if values.get("imbalanced"):
+        line += f"; imbalanced split ({values['class_ratio']:.2f}x): read balanced accuracy"
+    return line
 
 
 def _per_class(scores, class_names):
