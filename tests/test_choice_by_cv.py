@@ -91,6 +91,8 @@ def test_with_a_single_image_of_some_class_the_default_is_the_deepest_block():
     chosen = selection.select({k: v[keep] for k, v in features.items()}, y[keep], BLOCKS)
     assert chosen.layers == ("top",) and chosen.C == selection.DEFAULT_C
     assert "too few to cross-validate" in chosen.reasons[0]
+    # A C the user (or auto) gave is kept even where nothing can be cross-validated.
+    assert selection.choose_C(features["top"][keep], y[keep], grid=(0.05,)).C == 0.05
 
 
 def _auto_raw(tmp_path, **head) -> dict:

@@ -177,8 +177,8 @@ def choose_C(stacked: np.ndarray, y: np.ndarray, *, seed: int = 0, grid: tuple[f
     """Cross-validate a logistic regression's C on [N, views, D] features (see `select`); the default without folds."""
     y = np.asarray(y).reshape(-1)
     folds = make_folds(y, seed)
-    if not folds:
-        return Score(Candidate(("features",), 0), DEFAULT_C, float("nan"), float("nan"))
+    if not folds:  # a given C stays given; else the default
+        return Score(Candidate(("features",), 0), grid[0] if len(grid) == 1 else DEFAULT_C, float("nan"), float("nan"))
     return _logistic_cv(stacked, y, folds, grid, seed, class_weight)
 
 
