@@ -240,3 +240,25 @@ class ViewMean(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "views": self.views}
+
+
+def single_view_model(model: keras.Model) -> keras.Model:
+    """A model that averages views (`classifier_model(..., views=...)`) as the same classifier on the whole image.
+
+    Grad-CAM and the block views need the backbone's layers in the model's own graph; the
+    averaged model runs them inside a nested feature extractor. Its twin shares every weight and
+    skips the views, so a heat map shows the evidence in the image as given. Any other model comes
+    back unchanged.
+    """
+    if not any(isinstance(layer, MultiView) for layer in model.layers):
+        return model
+    extractor = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    after = model.layers[[type(layer) for layer in model.layers].index(ViewMean) + 1:]
+    x = extractor.output
+    for layer in after:  # the classifier after the mean is a chain
+        # A copy with the same weights: a layer called in two graphs has no single `.input`, and
+        # Grad-CAM reads the classifier's input to take the score before the softmax.
+        twin = type(layer).from_config(layer.get_config())
+        x = twin(x)
+        twin.set_weights(layer.get_weights())
+    return keras.Model(extractor.input, x, name=f"{model.name}_single_view")

@@ -40,31 +40,37 @@ def test_blocks_that_all_score_perfectly_on_a_tiny_set_go_to_the_deepest_block_n
     assert ProbeResult("net", "data", "logistic", {}, rows).best().layer == "top"
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_a_block_that_clearly_classifies_better_is_chosen_whatever_the_seed(seed):
+def test_a_block_that_clearly_classifies_better_is_chosen_the_same_whatever_the_seed():
     features, y = _separable(20, 3, seed=10, informative={"stem": 0.2, "block3": 3.0, "block5": 0.3, "top": 0.2})
-    chosen = selection.select(features, y, BLOCKS, seed=seed)
-    # block3 alone, or with the top blocks when their concatenation ties with it (the deeper candidate)
-    assert chosen.layers in (("block3",), ("block3", "block5", "top"))
-    best_single = max((s for s in chosen.scores if len(s.candidate.layers) == 1 and s.C is not None),
-                      key=lambda s: s.accuracy)
-    assert best_single.candidate.name == "block3"
-    assert chosen.method.startswith("5-fold cross-validation on 60 labelled images")
+    picks = []
+    for seed in range(4):
+        chosen = selection.select(features, y, BLOCKS, seed=seed)
+        assert chosen.method.startswith("5-fold cross-validation on 60 labelled images")
+        best_single = max((s for s in chosen.scores if len(s.candidate.layers) == 1 and s.C is not None),
+                          key=lambda s: s.accuracy)
+        assert best_single.candidate.name == "block3"
+        picks.append(chosen.layers)
+    # block3, or the top blocks with it when their concatenation ties with it (the deeper candidate)
+    assert len(set(picks)) == 1 and "block3" in picks[0]
 
 
-def test_a_shallower_block_inside_one_standard_error_loses_to_the_deeper_one():
-    score = {name: selection.Score(selection.Candidate((name,), depth), 1.0, acc, 0.05)
-             for depth, (name, acc) in enumerate([("block3", 0.80), ("top", 0.77)])}
-    best = max(score.values(), key=lambda s: s.accuracy)
-    inside = [s for s in score.values() if s.accuracy >= best.accuracy - best.sem]
-    assert max(inside, key=lambda s: s.candidate.depth).candidate.name == "top"
+def test_a_shallower_block_ahead_by_less_than_one_standard_error_loses_to_the_deeper_one():
+    # block3 and top carry the same weak signal; block3 scores a little higher on these folds.
+    features, y = _separable(6, 3, seed=0, informative={"block3": 1.2, "top": 1.0})
+    chosen = selection.select(features, y, BLOCKS, concat_top=0)
+    scores = {s.candidate.name: s for s in chosen.scores}
+    best = max((s for s in chosen.scores if s.C is not None), key=lambda s: s.accuracy)
+    assert best.candidate.name == "block3" and best.accuracy > scores["top"].accuracy  # block3 is ahead...
+    assert best.accuracy - scores["top"].accuracy <= best.sem  # ...inside the noise...
+    assert chosen.layers == ("top",)  # ...so the deeper block wins
 
 
 def test_the_top_blocks_together_are_a_candidate_and_win_only_by_more_than_the_noise():
     blocks = ["b1", "b2", "b3", "b4"]
     names = [c.name for c in selection.candidates(blocks)]
     assert names == ["b1", "b2", "b3", "b4", "b2+b3+b4"]
-    # Each of the top blocks carries a different half of the signal: together they win clearly.
+    # Each of the top blocks carries the same weak signal with its own noise: together they average
+    # the noise away and win clearly.
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(2), 40)
     signal = (y * 2.0 - 1.0)[:, None]
@@ -163,7 +169,9 @@ def test_a_classifier_on_the_mean_of_views_answers_the_same_in_the_run_evaluate_
     capsys.readouterr()
     assert evaluate(["--run", str(run_dir), "--json"]) == 0
     out = capsys.readouterr().out
-    assert json.loads(out[out.index("{"):])["accuracy"] == pytest.approx(reported, abs=1e-9)
+    # The same model on the same images: at most one float32 near-tie may fall the other way.
+    evaluated = json.loads(out[out.index("{"):])
+    assert evaluated["accuracy"] == pytest.approx(reported, abs=1.01 / evaluated["examples"])
 
     written = export_run(run_dir, ["saved_model", "tflite", "onnx"], log=lambda _: None)
     images = digit_images(8)
@@ -171,3 +179,36 @@ def test_a_classifier_on_the_mean_of_views_answers_the_same_in_the_run_evaluate_
     for key in ("saved_model", "tflite_float32", "onnx"):
         got = np.stack([load_classifier(written[key]).predict(image) for image in images])
         np.testing.assert_allclose(got, expected, atol=2e-4, err_msg=key)
+
+
+def test_a_single_view_other_than_the_whole_image_trains_and_predicts_on_that_view(tmp_path):
+    from keras_transfer.data import DataConfig, load_data
+    from keras_transfer.features import classifier_model, extract_features, fit_classifier
+    from tests.support import digit_images
+    import keras
+
+    backbone = keras.saving.load_model(tiny_source(tmp_path / "tiny.keras"))
+    data = load_data(DataConfig(source="digits", image_size=16, augment=(), few_shot=5))
+    features = extract_features(backbone, data, views=("flip",), cache=False)
+    x, y = features.xy("train", views=True)
+    assert features["train"][features.layers[-1]].ndim == 2 and x.shape == features.xy("train")[0].shape
+    classifier = fit_classifier("logistic", x, y, num_classes=10, grid=(1.0,), scaling="global")
+    model = classifier_model(backbone, classifier, views=("flip",))
+    images = digit_images(4)
+    mirrored = classifier_model(backbone, classifier).predict(images[:, :, ::-1], verbose=0)
+    np.testing.assert_allclose(model.predict(images, verbose=0), mirrored, atol=1e-5)
+
+
+def test_with_enough_images_per_class_auto_fine_tunes_without_probing_every_block(tmp_path, monkeypatch):
+    from keras_transfer.features import advisor
+
+    monkeypatch.setattr(advisor, "SOLUTION2_BELOW", 50)
+    monkeypatch.setattr(advisor, "probe_layers", lambda *a, **k: pytest.fail("probed every block"))
+    stages = [{"name": "head", "train": "head", "epochs": 1}, {"name": "top", "train": "top:1", "epochs": 1},
+              {"name": "full", "train": "all", "epochs": 1}]
+    raw = tiny_config(tmp_path, stages)
+    raw["training"]["recipe"] = "auto"
+    lines = []
+    config = advisor.resolve_recipe(from_dict(raw), log=lines.append)
+    assert [s.name for s in config.training.stages] == ["head", "top", "full"]
+    assert "the probe of every block is skipped" in lines[0] and "probe gap" not in lines[1]

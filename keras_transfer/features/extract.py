@@ -27,7 +27,7 @@ from keras_transfer.backbones import HEAD_BLOCK, backbone_blocks, build_backbone
 from keras_transfer.data import DataBundle, DataConfig, load_data
 from keras_transfer.files import atomic_write_bytes
 from keras_transfer.images import DECODER_VERSION
-from keras_transfer.layers import MultiView
+from keras_transfer.layers import VIEW_ZOOM, MultiView
 from keras_transfer.progress import MIN_BATCHES, batches_of, with_progress
 from keras_transfer.training.feature_cache import compiled_forward
 
@@ -184,11 +184,11 @@ def extract_features(
     seconds = time.perf_counter() - started
     if log:
         total = len(resolved) * len(splits)
-        shown = f", {len(views)} views each" if len(views) > 1 else ""
+        shown = f", views {', '.join(views)}" if views != ("full",) else ""
         log(f"features of {len(resolved)} layer(s) x {len(splits)} split(s){shown} in {seconds:.1f} s "
             f"({hits}/{total} from the cache in {folder})")
     per_view = None
-    if len(views) > 1:  # cached and computed as [N, views, D]; the mean is what a model predicts on
+    if views != ("full",):  # cached and computed as [N, views, D]; the mean is what a model predicts on
         per_view = arrays
         arrays = {split: {name: a.mean(axis=1) for name, a in by_layer.items()} for split, by_layer in per_view.items()}
     return Features(list(resolved), arrays, labels, list(data.class_names), seconds, hits, views, per_view)
@@ -196,6 +196,9 @@ def extract_features(
 
 def backbone_and_data(config, purpose: str | None = None) -> tuple[keras.Model, DataBundle]:
     """The config's frozen backbone (weights and cut point applied, at the data's size) and its data.
+
+    A backbone just measured by `recipe: auto` for the same config is taken over (`hand_over`)
+    instead of being built again.
 
     `purpose` names a tool that scores classes (a Solution II classifier, the layer probe, the
     advisor): regression data is then refused, before the backbone is built.
@@ -307,6 +310,7 @@ def _meta(backbone, layer, pooling, model_key, data_key, examples, views=("full"
             "examples": int(examples)}
     if tuple(views) != ("full",):  # one view keeps the keys (and the files) it always had
         meta["views"] = list(views)
+        meta["zoom"] = VIEW_ZOOM
     return meta
 
 

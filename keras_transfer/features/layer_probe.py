@@ -118,7 +118,7 @@ def probe_layers(backbone: keras.Model, data: DataBundle, layers: str | Sequence
     result = ProbeResult(backbone.name, data.config.source, classifier,
                          {split: int(len(labels)) for split, labels in features.labels.items()},
                          feature_seconds=round(features.seconds, 3), views=list(views))
-    labelled = [s for s in ("train", "val") if s in features.splits]
+    labelled = selection.held_in(features.splits)
     y = np.concatenate([features.labels[s] for s in labelled])
     stacked = {name: np.concatenate([features.stacked(s, name) for s in labelled]) for name in resolved}
     names = list(resolved)

@@ -3,8 +3,8 @@
 A user's folder of 25 photos per class leaves a dozen validation images, on which every block
 can score 100%. So the choice is scored by stratified k-fold cross-validation over every labelled
 training image (train and val pooled; the features are cached, so a fit costs little), and
-reported with its spread, the standard error over the folds. Two rules make it robust to the noise
-of small data:
+reported with its spread, the standard error over the folds. Three rules make it robust to the
+noise of small data:
 
 - a difference inside one standard error of the best goes to the deeper block (Zeiler & Fergus and
   the source material: higher layers are more discriminative), and between candidates ending at the
@@ -33,9 +33,8 @@ import numpy as np
 
 FOLDS = 5
 DEFAULT_C = 1.0
-# Nine decades, as `classifiers.C_GRID`; two decades more per widening, at most twice.
-# Five decades around the values small labelled sets pick (0.001 to 0.1 on flowers, digits and
-# satellite tiles); two decades more on the side where the best sits at the end, at most twice.
+# Five values over four decades, around what small labelled sets picked in benchmarks/bench_auto.py;
+# two decades more on the side where the best sits at the end, at most twice.
 C_GRID = tuple(float(c) for c in np.logspace(-3, 1, 5))
 WIDEN_TIMES = 2
 CONCAT_TOP = 3
@@ -99,6 +98,12 @@ class Selection:
     def C(self) -> float:
         """The chosen regularisation."""
         return DEFAULT_C if self.chosen.C is None else float(self.chosen.C)
+
+
+def held_in(splits) -> list[str]:
+    """The labelled splits cross-validation pools: train and val, or train alone when no test split
+    is held out (val is then the held-out score, so it must not help choose)."""
+    return [s for s in ("train", "val") if s in splits] if "test" in splits else ["train"]
 
 
 def candidates(blocks: list[str], concat_top: int = CONCAT_TOP) -> list[Candidate]:
@@ -165,7 +170,9 @@ def select(features: dict[str, np.ndarray], y: np.ndarray, blocks: list[str], *,
     chosen = max(inside, key=lambda s: (s.candidate.depth, -len(s.candidate.layers)))
     reasons = [f"{method}: best {best.describe()}"]
     if chosen is not best:
-        reasons.append(f"{chosen.describe()} is within one standard error of it: the deeper block wins a tie")
+        rule = ("the deeper block wins a tie" if chosen.candidate.depth > best.candidate.depth
+                else "the candidate with fewer features wins a tie")
+        reasons.append(f"{chosen.describe()} is within one standard error of it: {rule}")
     reasons.append(f"candidates pruned by the nearest class mean's leave-one-out accuracy ({proxy_seconds:.1f} s), "
                    f"logistic regressions on {len(fitted)} of {len(scores)} ({logistic_seconds:.1f} s)")
     return Selection(scores, chosen, method, len(y), reasons,
@@ -205,7 +212,7 @@ def _nearest_mean_loo(x: np.ndarray, y: np.ndarray) -> float:
     own = np.arange(len(z)), index
     n = counts[index] - 1
     with np.errstate(divide="ignore", invalid="ignore"):
-        alone = sq - 2 * (dots[own] - sq) / n + ((sums[index] ** 2).sum(axis=1) - 2 * dots[own] + sq) / n ** 2
+        alone = sq - 2 * (dots[own] - sq) / n + ((sums * sums).sum(axis=1)[index] - 2 * dots[own] + sq) / n ** 2
     distance[own] = np.where(n > 0, alone, np.inf)  # a class's only image has no mean without itself
     return float((distance.argmin(axis=1) == index).mean())
 
@@ -258,9 +265,6 @@ def _logistic_cv(stacked: np.ndarray, y: np.ndarray, folds, grid, seed: int, cla
 
 def _fold_path(stacked, y, folds, grid, seed, class_weight=None) -> dict[float, tuple[list[float], list[float]]]:
     """Accuracy and log-loss of every C in `grid` on every fold, each fold's path warm-started from small C."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
     out = {c: ([], []) for c in grid}
     if not grid:
         return out
@@ -269,11 +273,14 @@ def _fold_path(stacked, y, folds, grid, seed, class_weight=None) -> dict[float, 
     with threadpool_limits(limits=1):
         # Small dense problems: BLAS threads only wait on each other (and on TensorFlow's), so one
         # thread ran these fits 10-50 times faster on 2 shared cores.
-        _fill_path(out, stacked, y, folds, grid, class_weight, LogisticRegression, ConvergenceWarning)
+        _fill_path(out, stacked, y, folds, grid, class_weight)
     return out
 
 
-def _fill_path(out, stacked, y, folds, grid, class_weight, LogisticRegression, ConvergenceWarning) -> None:
+def _fill_path(out, stacked, y, folds, grid, class_weight) -> None:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
     views, dim = stacked.shape[1], stacked.shape[2]
     for train, held_out in folds:
         rows = stacked[train].reshape(-1, dim)
@@ -287,7 +294,8 @@ def _fill_path(out, stacked, y, folds, grid, class_weight, LogisticRegression, C
             # The basis comes from the N x N Gram matrix's eigenvectors: LAPACK's SVD of the
             # N x D rows took 0.3-0.5 s on 2 cores, the Gram route 2 ms.
             values, vectors = np.linalg.eigh(zt @ zt.T)
-            keep = values > values.max() * 1e-10
+            keep = values > max(values.max(), 1e-30) * 1e-10
+            keep[-1] = True  # constant features still leave one column to fit an intercept beside
             vectors, root = vectors[:, keep], np.sqrt(values[keep])
             zt, zv = vectors * root, (zv @ zt.T) @ vectors / root
         estimator = LogisticRegression(C=grid[0], max_iter=MAX_ITER, tol=TOLERANCE, warm_start=True,

@@ -1,7 +1,7 @@
 """Solution II from a config: frozen backbone features, an external classifier, one Keras model.
 
 `python -m keras_transfer.train` calls `run_feature_classifier` when `model.head.type` is
-`logistic`, `linear_svm` or `knn`. The run directory has the same files as a staged run
+`logistic`, `linear_svm` or `knn` (feature extraction). The run directory has the same files as a staged run
 (config.yaml, labels.txt, data_report.json, metrics.json, plots/, model.keras) plus
 `classifier.json` with the chosen C (or k) and the held-out accuracy of every candidate, so
 both solutions are exported, evaluated and served the same way.
@@ -20,7 +20,7 @@ import numpy as np
 from keras_transfer.config import RunConfig
 from keras_transfer.features.classifiers import classifier_model, fit_classifier
 from keras_transfer.features.extract import backbone_and_data, extract_features, feature_layers
-from keras_transfer.features.selection import choose_C
+from keras_transfer.features.selection import choose_C, held_in
 from keras_transfer.training import RunResult, start_run_dir, write_results
 from keras_transfer.files import atomic_write_text, claimed_folder
 from keras_transfer.training.report import classification_metrics
@@ -31,8 +31,9 @@ def run_feature_classifier(config: RunConfig, run_dir: str | Path, *, log: Calla
     """Train `config.model.head.type` on frozen features of the configured backbone into `run_dir`.
 
     The backbone is built (and cut at `model.cut_at`) from the config; its pooled features are
-    extracted once per split (and cached); the classifier's C or k is chosen on the validation
-    split; validation and test are scored with the same metrics as a Keras head; and the
+    extracted once per split and view (and cached); logistic regression's C is chosen by
+    cross-validation (`selection.choose_C`), the SVM's C and kNN's k on the validation split;
+    the held-out splits are scored with the same metrics as a Keras head; and the
     backbone plus classifier are saved as one `model.keras`. `training.stages` are not used.
     """
     run_dir = Path(run_dir)
@@ -54,13 +55,16 @@ def _run(config: RunConfig, run_dir: Path, log: Callable[[str], None], cache_dir
                                     cache_dir=cache_dir, log=log)
     started = time.perf_counter()
     record: dict = {}
-    labelled = [s for s in ("train", "val") if s in features.splits]
+    labelled = held_in(features.splits)
     # Logistic regression is scored by cross-validation over train and val, so with a test split
     # to hold out it also fits on both (at 5 images per class, 3-5 points of test accuracy);
-    # without one, val stays out and is the held-out score.
-    fit_on = labelled if kind == "logistic" and "test" in features.splits else ["train"]
-    x = np.concatenate([_concatenated(features, s, resolved, views=True)[0] for s in fit_on])
-    y = np.concatenate([_concatenated(features, s, resolved, views=True)[1] for s in fit_on])
+    # without one, val stays out of the choice and the fit and is the held-out score.
+    fit_on = labelled if kind == "logistic" else ["train"]
+    # The SVM and kNN choose by their own validation, which must not see one image's views on both
+    # sides: they fit on each image's mean over its views, what the model predicts on.
+    per_view = kind == "logistic"
+    x = np.concatenate([_concatenated(features, s, resolved, views=per_view)[0] for s in fit_on])
+    y = np.concatenate([_concatenated(features, s, resolved, views=per_view)[1] for s in fit_on])
     weighted = data.class_weight is not None and kind == "logistic"
     if data.class_weight is not None and not weighted:
         log(f"data.balance came to class_weight, which {kind} does not take: its classes are not weighted")
@@ -76,7 +80,7 @@ def _run(config: RunConfig, run_dir: Path, log: Callable[[str], None], cache_dir
                        f"on {len(stacked)} images" if cv.folds else "the default: too few images per class for folds")
         record["cross_validation"] = cv.grid
     elif m.head.C is not None:
-        grid, selected_on = (float(m.head.C),), "model.head.C"
+        grid, selected_on = (float(m.head.C),), "value given in model.head.C"
     validation = _concatenated(features, "val", resolved) if "val" in features.splits and grid is None else None
     classifier = fit_classifier(kind, x, y, num_classes=data.num_classes, validation=validation, grid=grid,
                                 seed=config.training.seed, scaling=scaling,

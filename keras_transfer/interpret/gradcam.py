@@ -16,6 +16,7 @@ import numpy as np
 
 from keras_transfer._names import unknown_name_message
 from keras_transfer.backbones import HEAD_BLOCK, backbone_blocks
+from keras_transfer.layers import single_view_model
 
 
 def _spatial(layer: keras.layers.Layer) -> bool:
@@ -29,8 +30,6 @@ def feature_layer(model: keras.Model, block: str | None = None) -> keras.layers.
     `block` is a block name of `backbone_blocks(model)` (e.g. `block6`, `conv4`) or a layer name;
     the default is the last block before the head that still has a spatial [N, H, W, C] output.
     """
-    from keras_transfer.features.classifiers import single_view_model  # features imports training, which imports us
-
     blocks = backbone_blocks(single_view_model(model))
     if block is None:
         names = [name for name in blocks if name != HEAD_BLOCK]
@@ -68,8 +67,6 @@ class GradCAM:
 
     def __init__(self, model: keras.Model, block: str | None = None, *, compiled: bool = False):
         import tensorflow as tf
-
-        from keras_transfer.features.classifiers import single_view_model  # features imports training, which imports us
 
         model = single_view_model(model)  # a model averaging views: the evidence in the image as given
         self.model = model

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from keras_transfer.backbones import HEAD_BLOCK, backbone_blocks
+from keras_transfer.layers import single_view_model
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,6 @@ def top_patches(model: keras.Model, dataset, *, channels: int = 4, per_channel: 
     channel's strength is its highest activation anywhere in the data; patches of one channel
     come from different images. Returns block name -> [[patch, ...] per channel] (uint8 crops).
     """
-    from keras_transfer.features.classifiers import single_view_model  # features imports training, which imports us
-
     model = single_view_model(model)  # a model averaging views: its blocks as they see the whole image
     import tensorflow as tf
 
