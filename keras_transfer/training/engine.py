@@ -27,6 +27,7 @@ from keras_transfer.freeze import resolve_trainable
 from keras_transfer.heads import HeadSpec, build_classifier, inference_model
 from keras_transfer.files import atomic_file, atomic_write_text, claimed_folder, write_labels
 from keras_transfer.interpret.insights import write_run_insights
+from keras_transfer.training.adapt import adapt_batchnorm
 from keras_transfer.training.checkpoint import Checkpointer
 from keras_transfer.training.distribute import Placement, make_strategy, prepare_for_fit
 from keras_transfer.training.feature_cache import extract
@@ -211,6 +212,11 @@ def _run(config: RunConfig, placement: Placement, strategy, resume: bool, log, o
     if config.training.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     data = load_data(config.data, task=config.model.task)
+    unlabeled = None
+    if config.model.adapt == "adabn":
+        from keras_transfer.data.unlabeled import load_unlabeled
+
+        unlabeled = load_unlabeled(config.data, data.class_names)
     model = build_model(config, data)
     check_stages(model, config, data)
 
@@ -235,6 +241,10 @@ def _run(config: RunConfig, placement: Placement, strategy, resume: bool, log, o
         log(f"resuming from {latest.folder.name}: {where}")
     elif resume:
         log("no checkpoint found: starting from the beginning")
+    if unlabeled is not None and latest is None:
+        # The head learns on the labelled images normalised with their own statistics; the
+        # exported model normalises with the unlabelled target's (see training/adapt.py).
+        adapt_batchnorm(model, data.dataset("train", training=False), log=lambda line: log(f"{line} (labelled)"))
 
     for index, stage in enumerate(config.training.stages):
         if index < start_stage:
@@ -246,6 +256,8 @@ def _run(config: RunConfig, placement: Placement, strategy, resume: bool, log, o
                                 "global_epoch": len(state.history), "history": state.history})
         if on_stage_end is not None:
             on_stage_end(index, stage, model)
+    if unlabeled is not None:
+        adapt_batchnorm(model, unlabeled.dataset(), log=lambda line: log(f"{line} (target: {unlabeled.source})"))
     result = _finish(state)
     result.chief = placement.chief
     return result

@@ -1,0 +1,119 @@
+"""AdaBN (Li et al., 2016): re-estimate every BatchNorm layer's statistics on target images.
+
+A network trained on the source normalises each channel with the source's mean and variance.
+On a target domain whose activations sit elsewhere (the advisor's `bn_shift`), every layer sees
+inputs off the scale it learnt. AdaBN replaces each BatchNorm layer's moving mean and variance
+by the target's own, measured on unlabelled target images; no weight and no label is touched.
+
+The statistics of a layer depend on the layers below it, which are themselves being adapted,
+so the population mean and variance of every BatchNorm input are measured in one inference pass
+and assigned, and the pass repeats: after pass k the k lowest BatchNorm layers hold their exact
+target statistics and the ones above are close, because their inputs are already nearly
+normalised. `passes` (default 3) bounds the work; the largest change of the last pass is
+reported, so a reader sees whether it has settled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import keras
+import numpy as np
+
+from keras_transfer.training.feature_cache import compiled_forward
+
+ADAPT_METHODS = ("none", "adabn")
+DEFAULT_PASSES = 3
+
+
+@dataclass
+class AdaptReport:
+    """What AdaBN did: layers adapted, images seen per pass, passes, and the last pass's largest
+    change of a moving mean in units of the layer's adapted standard deviation."""
+
+    layers: int
+    images: int
+    passes: int
+    last_change: float
+
+    def line(self) -> str:
+        """One line for the run log."""
+        return (f"AdaBN: re-estimated {self.layers} BatchNorm layers on {self.images:,} images "
+                f"({self.passes} passes; the last moved a mean by at most {self.last_change:.3f} std)")
+
+
+def batchnorm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
+    """Every BatchNormalization layer of the functional graph of `model`, in graph order.
+
+    The toolkit's classifiers are flat (the backbone's layers are the classifier's layers); a
+    BatchNorm layer inside a nested model is not reached (`adapt_batchnorm` says so)."""
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def _nested_batchnorm(model: keras.Model) -> int:
+    return sum(len(batchnorm_layers(layer)) + _nested_batchnorm(layer)
+               for layer in model.layers if isinstance(layer, keras.Model))
+
+
+def adapt_batchnorm(model: keras.Model, dataset, *, passes: int = DEFAULT_PASSES, max_batches: int | None = None,
+                    log: Callable[[str], None] | None = None) -> AdaptReport | None:
+    """Set every BatchNorm layer's moving mean and variance of `model` to the statistics of its
+    inputs on `dataset` (batches of raw pixels, or (pixels, labels) pairs whose labels are ignored).
+
+    Only `moving_mean` and `moving_variance` change: weights, gamma, beta, and every other
+    variable stay bitwise equal. Returns None (and changes nothing) when `model` has no BatchNorm.
+    `max_batches` caps the images read per pass.
+    """
+    norms = batchnorm_layers(model)
+    nested = _nested_batchnorm(model)
+    if nested and log:
+        log(f"AdaBN: {nested} BatchNorm layer(s) inside nested models are left as they are")
+    if not norms:
+        if log:
+            log("AdaBN: the model has no BatchNorm layer; nothing to adapt")
+        return None
+    probe = keras.Model(model.inputs, [layer.input for layer in norms])
+    step = compiled_forward(probe, as_list=True)  # reads the moving statistics as variables: one trace serves every pass
+    last_change, images = 0.0, 0
+    for _ in range(passes):
+        sums: list[np.ndarray | float] = [0.0] * len(norms)
+        squares: list[np.ndarray | float] = [0.0] * len(norms)
+        images = 0
+        for batch in dataset.take(max_batches) if max_batches else dataset:
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            for i, (layer, out) in enumerate(zip(norms, step(x))):
+                values = _channels_last(np.asarray(out, dtype=np.float64), layer.axis)
+                sums[i] = sums[i] + values.sum(axis=0)
+                squares[i] = squares[i] + np.square(values).sum(axis=0)
+            images += int(x.shape[0])
+        if images == 0:
+            raise ValueError("AdaBN needs at least one unlabelled image; the unlabelled dataset is empty")
+        last_change = 0.0
+        for layer, total, square in zip(norms, sums, squares):
+            count = _positions(layer, images)
+            mean = total / count
+            variance = np.maximum(square / count - np.square(mean), 0.0)
+            old = keras.ops.convert_to_numpy(layer.moving_mean).astype(np.float64)
+            std = np.sqrt(variance + layer.epsilon)
+            last_change = max(last_change, float(np.max(np.abs(mean - old) / std)))
+            layer.moving_mean.assign(mean.astype(layer.moving_mean.dtype))
+            layer.moving_variance.assign(variance.astype(layer.moving_variance.dtype))
+    report = AdaptReport(len(norms), images, passes, last_change)
+    if log:
+        log(report.line())
+    return report
+
+
+def _channels_last(values: np.ndarray, axis) -> np.ndarray:
+    """[positions, channels]: every axis but the BatchNorm axis flattened into rows."""
+    axis = axis[0] if isinstance(axis, (list, tuple)) else axis
+    return np.moveaxis(values, axis, -1).reshape(-1, values.shape[axis])
+
+
+def _positions(layer, images: int) -> int:
+    """Rows per channel summed over the pass: images times spatial positions of the layer's input."""
+    shape = layer.input.shape
+    axis = layer.axis[0] if isinstance(layer.axis, (list, tuple)) else layer.axis
+    spatial = int(np.prod([d for i, d in enumerate(shape[1:], start=1) if i != axis % len(shape)] or [1]))
+    return images * spatial
