@@ -145,3 +145,15 @@ def test_self_training_never_reads_the_labels_of_the_unlabeled_source_and_adabn_
         exported = honest_model.get_layer(layer.name)
         np.testing.assert_allclose(exported.moving_mean.numpy(), layer.moving_mean.numpy(), rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(exported.moving_variance.numpy(), layer.moving_variance.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_the_adaptation_plan_takes_adabn_for_a_large_shift_and_self_training_for_many_unlabelled():
+    from keras_transfer.training.adapt import ADABN_SHIFT, adaptation_plan
+
+    plan = adaptation_plan(ADABN_SHIFT + 0.5, n_unlabeled=600, n_labeled=100)
+    assert plan["adapt"] == "adabn" and plan["self_training"]["rounds"] >= 1 and len(plan["reasons"]) == 2
+    plan = adaptation_plan(ADABN_SHIFT - 0.1, n_unlabeled=50, n_labeled=100)
+    assert plan["adapt"] == "none" and plan["self_training"] is None
+    assert adaptation_plan(None, 600, 100)["adapt"] == "none"
+    assert adaptation_plan(2.0, 0, 100) == {"adapt": "none", "self_training": None,
+                                            "reasons": ["no unlabelled images (data.unlabeled)"]}

@@ -32,7 +32,7 @@ FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "Dej
 PLATES = (((236, 236, 230), (20, 20, 20)), ((245, 200, 40), (15, 15, 15)), ((200, 205, 210), (25, 25, 60)),
           ((170, 210, 235), (10, 20, 60)), ((30, 60, 140), (240, 240, 240)), ((25, 25, 25), (235, 235, 235)))
 PLATE_WEIGHTS = (0.35, 0.25, 0.12, 0.1, 0.1, 0.08)
-_KIND_SALT = {"plates": 1, "letters": 2}
+_KIND_SALT = {"plates": 1, "letters": 2, "printed": 3}
 
 
 def font_path(name: str) -> Path:
@@ -112,6 +112,18 @@ def _letter(rng: np.random.Generator, letter: str):
     return image.filter(ImageFilter.GaussianBlur(rng.uniform(0.0, 1.0))).convert("RGB")
 
 
+def _printed(rng: np.random.Generator, digit: str):
+    """A digit in the same fonts as the plates, black on white paper: the plates without the plate."""
+    from PIL import Image, ImageDraw
+
+    c = CANVAS
+    image = Image.new("L", (c, c), int(rng.integers(235, 256)))
+    font = _font(FONTS[rng.integers(len(FONTS))], int(rng.uniform(0.5, 0.72) * c))
+    _glyph(ImageDraw.Draw(image), digit, font, (c / 2 + rng.normal(0, 0.03) * c, c / 2 + rng.normal(0, 0.03) * c),
+           int(rng.integers(0, 40)))
+    return image.convert("RGB")
+
+
 def _lighting_and_noise(images: np.ndarray, rng: np.random.Generator, noise: tuple[float, float]) -> np.ndarray:
     """Uneven lighting (a random linear gradient per image) and Gaussian sensor noise, on the whole set."""
     n, h, w, _ = images.shape
@@ -128,7 +140,8 @@ def _lighting_and_noise(images: np.ndarray, rng: np.random.Generator, noise: tup
 def _render(kind: str, size: tuple[int, int], per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     from PIL import Image
 
-    classes, draw = (PLATE_DIGITS, _plate) if kind == "plates" else (LETTERS, _letter)
+    classes, draw = {"plates": (PLATE_DIGITS, _plate), "letters": (LETTERS, _letter),
+                     "printed": (PLATE_DIGITS, _printed)}[kind]
     height, width = size
     images = np.empty((len(classes) * per_class, height, width, 3), dtype=np.uint8)
     labels = np.repeat(np.arange(len(classes), dtype=np.int64), per_class)
@@ -138,7 +151,8 @@ def _render(kind: str, size: tuple[int, int], per_class: int, seed: int) -> tupl
         images[i] = np.asarray(image.resize((width, height), Image.BILINEAR) if (height, width) != (CANVAS, CANVAS)
                                else image)
     rng = np.random.default_rng([seed, salt, len(labels)])
-    images = _lighting_and_noise(images, rng, (2.0, 12.0) if kind == "plates" else (0.0, 8.0))
+    if kind != "printed":
+        images = _lighting_and_noise(images, rng, (2.0, 12.0) if kind == "plates" else (0.0, 8.0))
     order = np.random.default_rng([seed, salt, -1 % 2**32]).permutation(len(labels))
     images, labels = images[order], labels[order]
     images.setflags(write=False)
@@ -148,12 +162,14 @@ def _render(kind: str, size: tuple[int, int], per_class: int, seed: int) -> tupl
 
 def render(kind: str, size: tuple[int, int] = (32, 32), per_class: int = PER_CLASS,
            seed: int = 0) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """(uint8 RGB images [N, H, W, 3], int64 labels [N], class names) of `kind` ("plates" or "letters").
+    """(uint8 RGB images [N, H, W, 3], int64 labels [N], class names) of `kind`: "plates", "letters",
+    or "printed" (digits 0-4 in the plates' fonts, black on white paper, no plate: a clean source
+    domain for experiments on the plates' photometric shift).
 
     `per_class` images of each class at `size` (height, width), in a seeded shuffled order; the
     same arguments give the same pixels on every call (memoised, returned as fresh copies).
     """
     if kind not in _KIND_SALT:
-        raise ValueError(f"synthetic kind must be plates or letters, got {kind!r}")
+        raise ValueError(f"synthetic kind must be plates, letters or printed, got {kind!r}")
     images, labels = _render(kind, tuple(int(s) for s in size), int(per_class), int(seed))
-    return images.copy(), labels.copy(), tuple(PLATE_DIGITS if kind == "plates" else LETTERS)
+    return images.copy(), labels.copy(), tuple(LETTERS if kind == "letters" else PLATE_DIGITS)

@@ -51,14 +51,16 @@ def self_train(kind: str, x: np.ndarray, y: np.ndarray, unlabeled: np.ndarray, *
     """Fit `kind` on labelled features (`x`, `y`), then `rounds` times pseudo-label the `unlabeled`
     features whose top class probability is at least `threshold` and refit on both.
 
-    `classifier` is the round-0 fit when the caller already has it. `validation` chooses C (or k)
-    each round, as in `fit_classifier`. `score(indices, pseudo_labels)` may count the right ones
+    `classifier` is the round-0 fit when the caller already has it; its C (or k), chosen on
+    `validation` as in `fit_classifier`, is kept for every round (a round is then one fit, not a
+    search). `score(indices, pseudo_labels)` may count the right ones
     for the report; it never changes what is fitted. Returns the last classifier and one
     `SelfTrainingRound` per round.
     """
     x, y = np.asarray(x), np.asarray(y)
     unlabeled = np.asarray(unlabeled)
     current = classifier or fit_classifier(kind, x, y, num_classes=num_classes, validation=validation, seed=seed)
+    grid = tuple(current.chosen.values())
     history = []
     for number in range(1, rounds + 1):
         if not len(unlabeled):
@@ -75,5 +77,5 @@ def self_train(kind: str, x: np.ndarray, y: np.ndarray, unlabeled: np.ndarray, *
         if not len(taken):
             break  # nothing confident: another round would fit the same classifier again
         current = fit_classifier(kind, np.concatenate([x, unlabeled[taken]]), np.concatenate([y, pseudo[taken]]),
-                                 num_classes=num_classes, validation=validation, seed=seed)
+                                 num_classes=num_classes, validation=validation, grid=grid, seed=seed)
     return current, history

@@ -73,27 +73,24 @@ def adapt_batchnorm(model: keras.Model, dataset, *, passes: int = DEFAULT_PASSES
         if log:
             log("AdaBN: the model has no BatchNorm layer; nothing to adapt")
         return None
-    probe = keras.Model(model.inputs, [layer.input for layer in norms])
+    probe = keras.Model(model.inputs, [moment for layer in norms for moment in _batch_moments(layer)])
     step = compiled_forward(probe, as_list=True)  # reads the moving statistics as variables: one trace serves every pass
     last_change, images = 0.0, 0
     for _ in range(passes):
-        sums: list[np.ndarray | float] = [0.0] * len(norms)
-        squares: list[np.ndarray | float] = [0.0] * len(norms)
+        totals: list[np.ndarray | float] = [0.0] * (2 * len(norms))
         images = 0
         for batch in dataset.take(max_batches) if max_batches else dataset:
             x = batch[0] if isinstance(batch, (tuple, list)) else batch
-            for i, (layer, out) in enumerate(zip(norms, step(x))):
-                values = _channels_last(np.asarray(out, dtype=np.float64), layer.axis)
-                sums[i] = sums[i] + values.sum(axis=0)
-                squares[i] = squares[i] + np.square(values).sum(axis=0)
+            for i, out in enumerate(step(x)):
+                totals[i] = totals[i] + np.asarray(out, dtype=np.float64)
             images += int(x.shape[0])
         if images == 0:
             raise ValueError("AdaBN needs at least one unlabelled image; the unlabelled dataset is empty")
         last_change = 0.0
-        for layer, total, square in zip(norms, sums, squares):
+        for i, layer in enumerate(norms):
             count = _positions(layer, images)
-            mean = total / count
-            variance = np.maximum(square / count - np.square(mean), 0.0)
+            mean = totals[2 * i] / count
+            variance = np.maximum(totals[2 * i + 1] / count - np.square(mean), 0.0)
             old = keras.ops.convert_to_numpy(layer.moving_mean).astype(np.float64)
             std = np.sqrt(variance + layer.epsilon)
             last_change = max(last_change, float(np.max(np.abs(mean - old) / std)))
@@ -105,10 +102,13 @@ def adapt_batchnorm(model: keras.Model, dataset, *, passes: int = DEFAULT_PASSES
     return report
 
 
-def _channels_last(values: np.ndarray, axis) -> np.ndarray:
-    """[positions, channels]: every axis but the BatchNorm axis flattened into rows."""
-    axis = axis[0] if isinstance(axis, (list, tuple)) else axis
-    return np.moveaxis(values, axis, -1).reshape(-1, values.shape[axis])
+def _batch_moments(layer) -> list:
+    """Symbolic per-channel sum and sum of squares of `layer`'s input over a batch (and its positions),
+    reduced inside the traced graph: only two vectors per layer leave it, not the feature maps."""
+    x = keras.ops.cast(layer.input, "float32")
+    axis = (layer.axis[0] if isinstance(layer.axis, (list, tuple)) else layer.axis) % len(x.shape)
+    axes = [i for i in range(len(x.shape)) if i != axis]
+    return [keras.ops.sum(x, axis=axes), keras.ops.sum(keras.ops.square(x), axis=axes)]
 
 
 def _positions(layer, images: int) -> int:
@@ -117,3 +117,41 @@ def _positions(layer, images: int) -> int:
     axis = layer.axis[0] if isinstance(layer.axis, (list, tuple)) else layer.axis
     spatial = int(np.prod([d for i, d in enumerate(shape[1:], start=1) if i != axis % len(shape)] or [1]))
     return images * spatial
+
+
+# `adaptation_plan`'s thresholds. ADABN_SHIFT is the advisor's BN_SHIFT_LIMIT (the shift above
+# which it calls a target set "different"); self-training pays when pseudo-labels can outnumber labels.
+ADABN_SHIFT = 0.45
+SELF_TRAINING = {"rounds": 3, "threshold": 0.9}
+
+
+def adaptation_plan(bn_shift: float | None, n_unlabeled: int, n_labeled: int) -> dict:
+    """What `recipe: auto` should add for unlabelled images, with the reasons, as config values.
+
+    The rule: `model.adapt: adabn` when the backbone has BatchNorm, there are unlabelled images, and
+    the measured BatchNorm shift (`features.advisor.bn_shift`: the target's mean activation, in
+    source standard deviations from the moving mean, averaged over layers) exceeds `ADABN_SHIFT`;
+    `training.self_training: SELF_TRAINING` when the unlabelled images outnumber the labelled ones
+    (it runs on Solution II's cached features). Returns {"adapt": "adabn" | "none",
+    "self_training": {...} | None, "reasons": [one sentence per decision]}.
+    """
+    reasons = []
+    adapt = "none"
+    if n_unlabeled <= 0:
+        return {"adapt": "none", "self_training": None, "reasons": ["no unlabelled images (data.unlabeled)"]}
+    if bn_shift is None:
+        reasons.append("no AdaBN: the backbone has no BatchNorm layer")
+    elif bn_shift > ADABN_SHIFT:
+        adapt = "adabn"
+        reasons.append(f"AdaBN: the BatchNorm shift {bn_shift:.2f} exceeds {ADABN_SHIFT:g}, so the target's "
+                       "statistics replace the source's")
+    else:
+        reasons.append(f"no AdaBN: the BatchNorm shift {bn_shift:.2f} is within {ADABN_SHIFT:g}")
+    self_training = None
+    if n_unlabeled > n_labeled:
+        self_training = dict(SELF_TRAINING)
+        reasons.append(f"self-training: {n_unlabeled:,} unlabelled images outnumber the {n_labeled:,} labelled ones")
+    else:
+        reasons.append(f"no self-training: {n_unlabeled:,} unlabelled images do not outnumber the "
+                       f"{n_labeled:,} labelled ones")
+    return {"adapt": adapt, "self_training": self_training, "reasons": reasons}

@@ -1,0 +1,281 @@
+"""Using the images nobody labelled: AdaBN, self-training and suggested labels, measured.
+
+1. plates (the digits scenario's domain-adaptation target): labels only for digits 0-4
+   (`digits_0_4`); 600 unlabelled `plates_0_4` images in `data.unlabeled`; scored on 400 other
+   plates. Two backbones: the digits 0-4 source CNN (with BatchNorm, trained here at 32x32, cut at
+   conv3_relu) and ImageNet EfficientNet-Lite0 (64x64). Methods, all Solution II (logistic
+   regression on frozen features, `python -m keras_transfer.train` with `model.head.type:
+   logistic`): source only; `model.adapt: adabn`; `training.self_training`; both; and the labelled
+   oracle (the 600 plates with their labels). Goal: AdaBN and self-training each >= 5 points
+   above source only.
+2. letters with few labels: 5 labelled letters per class, 500 unlabelled letters (another seed),
+   scored on the letters' test split; the same methods, and all labels as the oracle.
+3. active learning on flowers5 (cached Lite0 features at 128x128, logistic regression): test
+   accuracy against the number of labels, from 10 random labels in batches of 10, picking by
+   `suggest_indices` (margin, then k-center), by margin alone, or at random. Goal: suggested picks
+   reach random picks' accuracy with <= 70% of their labels.
+
+    python benchmarks/bench_unlabeled.py [--seeds 0 1 2] [--flowers /work/shared/data/flowers5]
+                                         [--skip plates letters active]
+
+Results: benchmarks/results/unlabeled.json (every seed, then mean and spread).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results" / "unlabeled.json"
+METHODS = ("source only", "adabn", "self-training", "adabn + self-training", "oracle")
+SELF_TRAINING = {"rounds": 3, "threshold": 0.9}
+
+
+def _quiet(_line: str) -> None:
+    pass
+
+
+def source_cnn(work: Path, seed: int) -> Path:
+    """The digits 0-4 source CNN with BatchNorm, trained on digits_0_4 at 32x32; its model.keras."""
+    from keras_transfer.config import from_dict
+    from keras_transfer.notebook_support import digits_cnn
+    from keras_transfer.training import run
+
+    digits_cnn((32, 32, 3), seed=seed, batch_norm=True).save(work / "init.keras")
+    result = run(from_dict({
+        "data": {"source": "digits_0_4", "image_size": [32, 32], "augment": [], "batch_size": 16, "seed": seed},
+        "model": {"backbone": str(work / "init.keras")},
+        "training": {"seed": seed, "stages": [{"name": "all", "train": "all", "epochs": 10, "learning_rate": 0.002}]},
+    }), work / "source", log=_quiet)
+    print(f"  source CNN (seed {seed}): digits 0-4 test accuracy {result.metrics['test']['accuracy']:.3f}")
+    return result.run_dir / "model.keras"
+
+
+class Transfer:
+    """Solution II on one backbone, step by step, as `run_feature_classifier` does it (the test suite
+    holds the run to these steps): features of the labelled splits, of the unlabelled pool and of
+    the target test images, under the source's or the adapted BatchNorm statistics."""
+
+    def __init__(self, backbone: str, cut_at: str | None, size: int, seed: int):
+        self.spec, self.size, self.seed = (backbone, cut_at), size, seed
+
+    def _backbone(self):
+        from keras_transfer.backbones import build_backbone
+
+        return build_backbone(self.spec[0], weights="imagenet", input_shape=(self.size, self.size, 3),
+                              cut_at=self.spec[1])
+
+    def _features(self, backbone, data) -> dict:
+        from keras_transfer.features import extract_features
+
+        found = extract_features(backbone, data, cache=False)
+        return {split: found.xy(split) for split in found.splits}
+
+    def evaluate(self, labelled, pool: tuple, test: tuple, oracle: bool = True) -> dict:
+        """Target test accuracy of every method; `labelled` is a DataBundle with train and val splits."""
+        from keras_transfer.features.classifiers import fit_classifier
+        from keras_transfer.features.self_training import self_train
+        from keras_transfer.training.adapt import adapt_batchnorm
+
+        k, row = labelled.num_classes, {}
+        backbone = self._backbone()
+        source = self._features(backbone, labelled)
+        unl = self._features(backbone, pool)["train"][0]  # features only
+        tst = self._features(backbone, test)["train"]
+
+        def fit(f):
+            return fit_classifier("logistic", *f["train"], num_classes=k, validation=f.get("val"), seed=self.seed)
+
+        def self_trained(clf, f, xu):
+            clf, rounds = self_train("logistic", *f["train"], xu, num_classes=k, validation=f.get("val"),
+                                     seed=self.seed, classifier=clf, score=lambda i, p: int((pool[1][i] == p).sum()),
+                                     **SELF_TRAINING)
+            return clf, [(r.taken, r.right) for r in rounds]
+
+        clf = fit(source)
+        row["source only"] = clf.score(*tst)
+        st, row["self-training rounds"] = self_trained(clf, source, unl)
+        row["self-training"] = st.score(*tst)
+        if oracle:  # the pool with its labels, C by cross-validation
+            row["oracle"] = fit_classifier("logistic", unl, pool[1], num_classes=k, seed=self.seed).score(*tst)
+        adapt_batchnorm(backbone, labelled.dataset("train", training=False))
+        adapted = self._features(backbone, labelled)
+        clf = fit(adapted)
+        adapt_batchnorm(backbone, _pixels(pool[0]))
+        unl_t = self._features(backbone, pool)["train"][0]  # features only
+        tst_t = self._features(backbone, test)["train"]
+        row["adabn"] = clf.score(*tst_t)
+        st, row["adabn + self-training rounds"] = self_trained(clf, adapted, unl_t)
+        row["adabn + self-training"] = st.score(*tst_t)
+        return {m: (round(float(v), 4) if isinstance(v, float) else v) for m, v in row.items()}
+
+
+def _pixels(images: np.ndarray):
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices(images.astype("float32")).batch(64)
+
+
+def plates(seeds: list[int], size: int = 32) -> dict:
+    """Per scenario (labelled source -> plates), backbone and seed: plates test accuracy of every method."""
+    from keras_transfer.data import DataConfig, load_data
+    from keras_transfer.data.synthetic import render
+
+    out = {}
+    images, labels, classes = render("plates", (size, size))
+    for seed in seeds:
+        work = Path(tempfile.mkdtemp(prefix=f"bench-unlabeled-{seed}-"))
+        source = source_cnn(work, seed)
+        order = np.random.default_rng(seed).permutation(1000)
+        pool, test = order[:600], order[600:]
+        printed, printed_labels, _ = render("printed", (size, size), seed=seed)
+        np.savez(work / "printed.npz", x=printed, y=printed_labels, class_names=np.array(classes))
+        for scenario, labelled in (("digits_0_4 -> plates", "digits_0_4"),
+                                   ("printed -> plates", str(work / "printed.npz"))):
+            data = load_data(DataConfig(source=labelled, image_size=size, augment=(), test_split=0.0, seed=seed))
+            for name, backbone, cut in (("digits CNN", str(source), "conv3_relu"),
+                                        ("ImageNet Lite0", "efficientnet_lite0", None)):
+                started = time.perf_counter()
+                row = Transfer(backbone, cut, size, seed).evaluate(
+                    data, (images[pool], labels[pool]), (images[test], labels[test]), oracle=True)
+                print(f"  {scenario}, {name}, seed {seed}: " + ", ".join(f"{m} {v:.3f}" for m, v in row.items()
+                      if not m.endswith("rounds")) + f" ({time.perf_counter() - started:.0f} s)", flush=True)
+                out.setdefault(scenario, {}).setdefault(name, {})[str(seed)] = row
+    return out
+
+
+def letters(seeds: list[int], few: int = 5, size: int = 32) -> dict:
+    """Letters with `few` labels per class, 500 unlabelled letters of another seed; test: the letters' test split."""
+    from keras_transfer.data import DataConfig, load_data
+    from keras_transfer.data.synthetic import render
+
+    out = {}
+    for seed in seeds:
+        work = Path(tempfile.mkdtemp(prefix=f"bench-letters-{seed}-"))
+        source = source_cnn(work, seed)
+        pool = render("letters", (size, size), per_class=100, seed=1000 + seed)[:2]
+        few_data = load_data(DataConfig(source="letters", image_size=size, augment=(), few_shot=few, seed=seed))
+        test = few_data.splits["test"].images, few_data.splits["test"].labels
+        for name, backbone, cut in (("digits CNN", str(source), "conv3_relu"),
+                                    ("ImageNet Lite0", "efficientnet_lite0", None)):
+            row = Transfer(backbone, cut, size, seed).evaluate(few_data, pool, test, oracle=True)
+            row["all labels (pool)"] = row.pop("oracle")
+            print(f"  letters, {name}, seed {seed}: " + ", ".join(f"{m} {v:.3f}" for m, v in row.items()
+                  if not m.endswith("rounds")), flush=True)
+            out.setdefault(name, {})[str(seed)] = row
+    return out
+
+
+def active(flowers: Path, seeds: list[int], start: int = 10, step: int = 10, budget: int = 150) -> dict:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from keras_transfer.data import DataConfig, load_data
+    from keras_transfer.features import extract_features
+    from keras_transfer.features.suggest import suggest_indices, uncertainty_scores
+
+    data = load_data(DataConfig(source=str(flowers), image_size=128, val_split=0.0, test_split=0.3, augment=()))
+    features = extract_features("efficientnet_lite0", data, log=print)
+    xp, yp = features.xy("train")
+    xt, yt = features.xy("test")
+    scaler = StandardScaler().fit(xp)  # unsupervised: the pool's own statistics
+    xp, xt = scaler.transform(xp), scaler.transform(xt)
+    classes = data.num_classes
+    curves: dict[str, dict[str, list[float]]] = {}
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        first = np.concatenate([rng.choice(np.flatnonzero(yp == c), start // classes, replace=False)
+                                for c in range(classes)])
+        for strategy in ("suggested", "margin only", "random"):
+            labelled, accuracy = list(first), []
+            while True:
+                model = LogisticRegression(C=0.1, max_iter=2000).fit(xp[labelled], yp[labelled])
+                accuracy.append(float(model.score(xt, yt)))
+                if len(labelled) >= budget:
+                    break
+                rest = np.setdiff1d(np.arange(len(yp)), labelled)
+                if strategy == "random":
+                    picks = rng.choice(rest, step, replace=False)
+                else:
+                    p = model.predict_proba(xp[rest])
+                    if strategy == "margin only":
+                        picks = rest[np.argsort(-uncertainty_scores(p), kind="stable")[:step]]
+                    else:
+                        picks = rest[suggest_indices(xp[rest], p, step, labelled_features=xp[labelled], seed=seed)]
+                labelled.extend(int(i) for i in picks)  # the user labels them: their true labels join
+            curves.setdefault(strategy, {})[str(seed)] = [round(a, 4) for a in accuracy]
+            print(f"  flowers5 active learning, seed {seed}, {strategy:<11}: "
+                  + " ".join(f"{a:.3f}" for a in accuracy[::3]))
+    labels = list(range(start, budget + 1, step))
+    return {"labels": labels, "curves": curves, "label_ratio": _label_ratio(labels, curves)}
+
+
+def _label_ratio(labels: list[int], curves: dict) -> dict:
+    """Per seed and budget b of random picks: the fewest suggested labels reaching random's accuracy at b, / b."""
+    ratios = {}
+    for seed, random_curve in curves["random"].items():
+        suggested = curves["suggested"][seed]
+        row = {}
+        for b, target in zip(labels, random_curve):
+            if b < 50:
+                continue
+            reached = [n for n, a in zip(labels, suggested) if a >= target]
+            row[str(b)] = round(reached[0] / b, 3) if reached else None
+        ratios[seed] = row
+    return ratios
+
+
+def _summary(results: dict) -> dict:
+    summary = {}
+    def spread(by_seed: dict) -> dict:
+        methods = [m for m in next(iter(by_seed.values())) if not m.endswith("rounds")]
+        return {m: {"mean": round(float(np.mean([r[m] for r in by_seed.values()])), 4),
+                    "min": min(r[m] for r in by_seed.values()), "max": max(r[m] for r in by_seed.values())}
+                for m in methods}
+
+    for scenario, by_backbone in results.get("plates", {}).items():
+        summary.setdefault("plates", {})[scenario] = {b: spread(s) for b, s in by_backbone.items()}
+    for backbone, by_seed in results.get("letters", {}).items():
+        summary.setdefault("letters", {})[backbone] = spread(by_seed)
+    if "active" in results:
+        a = results["active"]
+        mean = {s: np.mean(list(c.values()), axis=0).round(4).tolist() for s, c in a["curves"].items()}
+        final = [r.get(str(a["labels"][-1])) for r in a["label_ratio"].values()]
+        summary["active"] = {"labels": a["labels"], "mean_curves": mean, "ratio_at_final_budget": final}
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--flowers", type=Path, default=Path("/work/shared/data/flowers5"))
+    parser.add_argument("--skip", nargs="*", default=[], choices=["plates", "letters", "active"])
+    args = parser.parse_args()
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    started = time.perf_counter()
+    if "plates" not in args.skip:
+        results["plates"] = plates(args.seeds)
+    if "letters" not in args.skip:
+        results["letters"] = letters(args.seeds)
+    if "active" not in args.skip:
+        if args.flowers.is_dir():
+            results["active"] = active(args.flowers, args.seeds)
+        else:
+            print(f"skipping active learning: {args.flowers} is not a folder")
+    results["summary"] = _summary(results)
+    results["command"] = "python benchmarks/bench_unlabeled.py " + " ".join(
+        [f"--seeds {' '.join(map(str, args.seeds))}"] + ([f"--skip {' '.join(args.skip)}"] if args.skip else []))
+    results["self_training"] = SELF_TRAINING
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=1))
+    print(json.dumps(results["summary"], indent=1))
+    print(f"wrote {RESULTS} ({time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
