@@ -1,11 +1,13 @@
 """`python -m keras_transfer.suggest`: which unlabelled images to label next, for a trained run.
 
-    python -m keras_transfer.suggest --run RUN --pool FOLDER [--k 50] [--uncertainty margin|entropy]
-                                     [--seed 0] [--output-dir DIR]
+    python -m keras_transfer.suggest --run RUN --pool FOLDER [--k 50] [--method auto|uncertain|typical]
+                                     [--uncertainty margin|entropy] [--seed 0] [--output-dir DIR]
 
-Ranks the pool's images by the run model's uncertainty, keeps k diverse ones among the most
-uncertain (k-center greedy on the model's features), and writes suggestions.csv and a contact
-sheet suggestions.png (default: RUN/suggestions/). See docs/unlabeled.md.
+`uncertain`: the run model's most uncertain images, k diverse ones among them (k-center greedy on
+the model's features); `typical`: the most typical image of each large region no label covers
+(TypiClust); `auto`: typical while the run had fewer than 20 training images per class, else
+uncertain. Writes suggestions.csv and a contact sheet suggestions.png (default:
+RUN/suggestions/). See docs/unlabeled.md.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--run", type=Path, required=True, help="a finished run folder (with model.keras)")
     parser.add_argument("--pool", required=True, help="a folder of unlabelled images (or any data source)")
     parser.add_argument("--k", type=int, default=50, help="how many images to suggest (default 50)")
+    parser.add_argument("--method", default="auto", help="auto (default), uncertain or typical")
     parser.add_argument("--uncertainty", default="margin", help="margin (default) or entropy")
     parser.add_argument("--seed", type=int, default=0, help="orders ties; the same seed gives the same picks")
     parser.add_argument("--output-dir", type=Path, default=None, help="where to write (default RUN/suggestions)")
@@ -33,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from keras_transfer.features.suggest import suggest_for_run
 
-    suggest_for_run(args.run, args.pool, k=args.k, uncertainty=args.uncertainty, seed=args.seed,
+    suggest_for_run(args.run, args.pool, k=args.k, method=args.method, uncertainty=args.uncertainty, seed=args.seed,
                     output_dir=args.output_dir, log=print)
     return 0
 

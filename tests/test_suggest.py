@@ -70,3 +70,18 @@ def test_the_suggest_command_writes_a_csv_and_a_contact_sheet_the_same_for_a_see
     status = run_cli(lambda: main(["--run", str(tmp_path / "nope"), "--pool", str(pool)]))
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1 and "nope" in err[0]
+
+
+def test_typical_picks_come_from_clusters_no_label_covers_and_are_the_same_for_a_seed():
+    from keras_transfer.features.suggest import choose_method, typical_indices
+
+    rng = np.random.default_rng(0)
+    centres = np.eye(8)[:4] * 10
+    pool = np.concatenate([c + rng.normal(size=(40, 8)) * 0.3 for c in centres])
+    labelled = centres[:2] + 0.01  # clusters 0 and 1 already have a label
+    picks = typical_indices(pool, 2, labelled_features=labelled, seed=1)
+    assert sorted(picks // 40) == [2, 3]
+    assert np.array_equal(picks, typical_indices(pool, 2, labelled_features=labelled, seed=1))
+    assert choose_method("auto", 5) == "typical" and choose_method("auto", 50) == "uncertain"
+    with pytest.raises(ValueError, match="did you mean 'typical'"):
+        choose_method("typicall", 5)

@@ -9,8 +9,14 @@ features: each pick is the candidate farthest from every image already picked, s
 covers the uncertain region instead of repeating one corner of it (the "uncertainty then
 diversity" two-step of Ash et al.'s and Citovsky et al.'s batch methods, without gradients).
 
-`suggest_indices` works on any features and probabilities (the benchmark's active-learning curve
-uses it on cached Lite0 features); `suggest_for_run` reads a run folder and an image folder and
+With few labels the model's own uncertainty is a poor guide (the cold start), and the images that
+teach most are the *typical* ones of regions no label covers yet: `typical_indices` follows
+TypiClust (Hacohen et al., ICML 2022): k-means into (labelled + k) clusters, and from each of the
+largest uncovered clusters its densest member. `auto` (the default) takes typical images while
+the run had fewer than `TYPICAL_BELOW_PER_CLASS` training images per class, uncertain ones after.
+
+`suggest_indices` and `typical_indices` work on any features (the benchmark's active-learning
+curve uses them on cached Lite0 features); `suggest_for_run` reads a run folder and an image folder and
 writes `suggestions.csv` and a contact sheet `suggestions.png`. Ties break by a seeded order, so
 a seed gives the same picks on every run.
 """
@@ -27,7 +33,13 @@ import numpy as np
 from keras_transfer._names import unknown_name_message
 
 UNCERTAINTY = ("margin", "entropy")
+METHODS = ("auto", "uncertain", "typical")
 CANDIDATES = 4  # the k-center step picks k among the CANDIDATES * k most uncertain images
+# `auto` picks typical images while the model has fewer labels per class than this, uncertain ones
+# after: with few labels the model's uncertainty is itself unreliable (Hacohen et al., ICML 2022).
+TYPICAL_BELOW_PER_CLASS = 20
+_PCA_DIMS = 50
+_TYPICALITY_NEIGHBOURS = 20
 
 
 def uncertainty_scores(probabilities: np.ndarray, kind: str = "margin") -> np.ndarray:
@@ -82,6 +94,64 @@ def suggest_indices(features: np.ndarray, probabilities: np.ndarray, k: int, *, 
     return candidates[k_center_greedy(z[candidates], k, first=0, centers=centers)]
 
 
+def typical_indices(features: np.ndarray, k: int, *, labelled_features: np.ndarray | None = None,
+                    seed: int = 0) -> np.ndarray:
+    """k pool rows that are typical of the regions no label covers yet (TypiClust, Hacohen et al. 2022).
+
+    The pool (and the labelled images) are clustered by k-means into (labelled + k) clusters on
+    L2-normalised features reduced to 50 principal components; the largest clusters without a
+    labelled image each give their most typical member (the highest inverse mean distance to its
+    20 nearest neighbours in the cluster). Representative images first: what a model that knows
+    little needs. Rows left over when the clusters run out come from k-center greedy.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+
+    pool = _normalise(features)
+    known = _normalise(labelled_features) if labelled_features is not None else np.zeros((0, pool.shape[1]))
+    both = np.concatenate([pool, known])
+    dims = min(_PCA_DIMS, both.shape[1], len(both))
+    z = PCA(dims, random_state=seed).fit_transform(both) if dims < both.shape[1] else both
+    clusters = min(len(known) + int(k), len(both))
+    assignment = KMeans(clusters, n_init=1, random_state=seed).fit(z).labels_
+    covered = set(assignment[len(pool):].tolist())
+    zp, members_of = z[: len(pool)], assignment[: len(pool)]
+    sizes = np.bincount(members_of, minlength=clusters)
+    rng = np.random.default_rng(seed)
+    picks: list[int] = []
+    for cluster in np.argsort(-sizes, kind="stable"):
+        if len(picks) >= k or sizes[cluster] == 0:
+            break
+        if cluster in covered:
+            continue
+        members = np.flatnonzero(members_of == cluster)
+        if len(members) > 500:  # typicality on a sample keeps the distance matrix small
+            members = np.sort(rng.choice(members, 500, replace=False))
+        picks.append(int(members[np.argmax(_typicality(zp[members]))]))
+    if len(picks) < k:
+        rest = np.setdiff1d(np.arange(len(pool)), picks)
+        centers = np.concatenate([known, pool[picks]])
+        picks.extend(rest[k_center_greedy(pool[rest], k - len(picks), centers=centers)].tolist())
+    return np.array(picks, dtype=np.int64)
+
+
+def _typicality(z: np.ndarray) -> np.ndarray:
+    if len(z) == 1:
+        return np.ones(1)
+    distance = np.sqrt(((z[:, None, :] - z[None, :, :]) ** 2).sum(-1))
+    near = np.sort(distance, axis=1)[:, 1: min(_TYPICALITY_NEIGHBOURS, len(z) - 1) + 1]
+    return 1.0 / (near.mean(axis=1) + 1e-12)
+
+
+def choose_method(method: str, labelled_per_class: float | None) -> str:
+    """`auto` -> `typical` below `TYPICAL_BELOW_PER_CLASS` labels per class (or when unknown), else `uncertain`."""
+    if method not in METHODS:
+        raise ValueError(unknown_name_message("--method", method, METHODS))
+    if method != "auto":
+        return method
+    return "typical" if labelled_per_class is None or labelled_per_class < TYPICAL_BELOW_PER_CLASS else "uncertain"
+
+
 def _normalise(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
@@ -100,11 +170,15 @@ class Suggestions:
     sheet_path: Path | None = None
 
 
-def suggest_for_run(run_dir: str | Path, pool: str, *, k: int = 50, uncertainty: str = "margin", seed: int = 0,
-                    output_dir: str | Path | None = None, log: Callable[[str], None] = print) -> Suggestions:
+def suggest_for_run(run_dir: str | Path, pool: str, *, k: int = 50, method: str = "auto", uncertainty: str = "margin",
+                    seed: int = 0, output_dir: str | Path | None = None,
+                    log: Callable[[str], None] = print) -> Suggestions:
     """Rank the images of `pool` (a folder, or any source whose labels are ignored) for labelling
     with the run's model, and write `suggestions.csv` and `suggestions.png` into `output_dir`
-    (default `run_dir/suggestions`). The model's penultimate layer gives the features."""
+    (default `run_dir/suggestions`). The model's penultimate layer gives the features. `method`:
+    `uncertain` (uncertainty, then k-center diversity), `typical` (TypiClust), or `auto` (typical
+    while the run had fewer than `TYPICAL_BELOW_PER_CLASS` training images per class, from its
+    data_report.json)."""
     import keras
 
     from keras_transfer.config import load_config
@@ -114,6 +188,7 @@ def suggest_for_run(run_dir: str | Path, pool: str, *, k: int = 50, uncertainty:
 
     if uncertainty not in UNCERTAINTY:
         raise ValueError(unknown_name_message("--uncertainty", uncertainty, UNCERTAINTY))
+    choose_method(method, None)
     if k < 1:
         raise ValueError(f"--k must be at least 1, got {k}")
     run_dir = Path(run_dir)
@@ -138,7 +213,9 @@ def suggest_for_run(run_dir: str | Path, pool: str, *, k: int = 50, uncertainty:
     if probabilities.shape[1] != len(labels):
         raise ValueError(f"{run_dir}/model.keras has {probabilities.shape[1]} outputs and labels.txt {len(labels)} "
                          "labels; suggest needs a classifier run")
-    chosen = suggest_indices(features, probabilities, k, uncertainty=uncertainty, seed=seed)
+    method = choose_method(method, _labelled_per_class(run_dir))
+    chosen = (typical_indices(features, k, seed=seed) if method == "typical"
+              else suggest_indices(features, probabilities, k, uncertainty=uncertainty, seed=seed))
     scores = uncertainty_scores(probabilities, uncertainty)
     paths = images.paths
     result = Suggestions(chosen, [paths[i] if paths else None for i in chosen],
@@ -149,9 +226,20 @@ def suggest_for_run(run_dir: str | Path, pool: str, *, k: int = 50, uncertainty:
     result.csv_path = _write_csv(result, uncertainty, out / "suggestions.csv")
     thumbs = _pixels(images, chosen)
     result.sheet_path = _contact_sheet(thumbs, result, out / "suggestions.png")
-    log(f"suggested {len(chosen)} of {len(images):,} images to label next ({uncertainty} uncertainty, then "
-        f"k-center diversity); wrote {result.csv_path} and {result.sheet_path}")
+    how = "typical images of uncovered clusters" if method == "typical" else f"{uncertainty} uncertainty, then k-center"
+    log(f"suggested {len(chosen)} of {len(images):,} images to label next ({how}); wrote {result.csv_path} and "
+        f"{result.sheet_path}")
     return result
+
+
+def _labelled_per_class(run_dir: Path) -> float | None:
+    import json
+
+    try:
+        counts = json.loads((run_dir / "data_report.json").read_text())["counts"]["train"]
+        return sum(counts.values()) / max(len(counts), 1)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _write_csv(result: Suggestions, uncertainty: str, path: Path) -> Path:
