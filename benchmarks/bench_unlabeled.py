@@ -1,19 +1,20 @@
 """Using the images nobody labelled: AdaBN, self-training and suggested labels, measured.
 
-1. plates (the digits scenario's domain-adaptation target): labels only for digits 0-4
-   (`digits_0_4`); 600 unlabelled `plates_0_4` images in `data.unlabeled`; scored on 400 other
-   plates. Two backbones: the digits 0-4 source CNN (with BatchNorm, trained here at 32x32, cut at
-   conv3_relu) and ImageNet EfficientNet-Lite0 (64x64). Methods, all Solution II (logistic
-   regression on frozen features, `python -m keras_transfer.train` with `model.head.type:
-   logistic`): source only; `model.adapt: adabn`; `training.self_training`; both; and the labelled
-   oracle (the 600 plates with their labels). Goal: AdaBN and self-training each >= 5 points
-   above source only.
+1. plates (the digits scenario's domain-adaptation target): labels only for the source domain,
+   600 unlabelled `plates_0_4` images, scored on 400 other plates. Two labelled sources: the
+   material's `digits_0_4` (8x8 handwritten scans) and `render("printed")` (the plates' digits,
+   black on white paper: the same glyphs, only the plate's photometric shift between them). Two
+   backbones: the digits 0-4 source CNN (with BatchNorm, trained here, cut at conv3_relu) and
+   ImageNet EfficientNet-Lite0, both at 32x32. Methods, all Solution II (logistic regression on
+   frozen features, the steps `model.head.type: logistic` runs): source only; AdaBN; self-training
+   (3 rounds, threshold 0.9); both; and the labelled oracle (the 600 plates with their labels).
+   Goal: AdaBN and self-training each >= 5 points above source only.
 2. letters with few labels: 5 labelled letters per class, 500 unlabelled letters (another seed),
-   scored on the letters' test split; the same methods, and all labels as the oracle.
+   scored on the letters' test split; the same methods, and the 500 with their labels.
 3. active learning on flowers5 (cached Lite0 features at 128x128, logistic regression): test
    accuracy against the number of labels, from 10 random labels in batches of 10, picking as
    `suggest --method auto` does ("suggested": typical below 20 labels per class, then uncertain),
-   by `typical` or `uncertain` alone, by margin alone, or at random. Goal: suggested picks reach
+   or at random (`STRATEGIES`; `typical`, `uncertain`, `margin only` also run). Goal: suggested picks reach
    random picks' accuracy with <= 70% of their labels.
 
     python benchmarks/bench_unlabeled.py [--seeds 0 1 2] [--flowers /work/shared/data/flowers5]
@@ -38,10 +39,22 @@ SELF_TRAINING = {"rounds": 3, "threshold": 0.9}
 # Three decades of C instead of the library's nine: the same choice on these features in our
 # checks, at a third of the fits (the oracle's cross-validation dominated the run time).
 GRID = (0.01, 0.1, 1.0)
+# The active-learning strategies measured ("typical", "uncertain" and "margin only" are the parts
+# of "suggested", for a closer look: --strategies).
+STRATEGIES = ("suggested", "random")
 
 
 def _quiet(_line: str) -> None:
     pass
+
+
+def save_part(part: str, value) -> None:
+    """Write one part's results into the results file now (parts and seeds finish one by one)."""
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    results[part] = value
+    results["summary"] = _summary(results)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=1))
 
 
 def source_cnn(work: Path, seed: int) -> Path:
@@ -132,26 +145,31 @@ def plates(seeds: list[int], size: int = 32) -> dict:
     from keras_transfer.data import DataConfig, load_data
     from keras_transfer.data.synthetic import render
 
-    out = {}
+    out: dict = {}
     images, labels, classes = render("plates", (size, size))
-    for seed in seeds:
-        work = Path(tempfile.mkdtemp(prefix=f"bench-unlabeled-{seed}-"))
-        source = source_cnn(work, seed)
-        order = np.random.default_rng(seed).permutation(1000)
-        pool, test = order[:600], order[600:]
-        printed, printed_labels, _ = render("printed", (size, size), seed=seed)
-        np.savez(work / "printed.npz", x=printed, y=printed_labels, class_names=np.array(classes))
-        for scenario, labelled in (("digits_0_4 -> plates", "digits_0_4"),
-                                   ("printed -> plates", str(work / "printed.npz"))):
-            data = load_data(DataConfig(source=labelled, image_size=size, augment=(), test_split=0.0, seed=seed))
-            for name, backbone, cut in (("digits CNN", str(source), "conv3_relu"),
-                                        ("ImageNet Lite0", "efficientnet_lite0", None)):
+    sources = {}
+    # The digits CNN over every seed first, then Lite0: the cheap rows are saved first.
+    for name in ("digits CNN", "ImageNet Lite0"):
+        for seed in seeds:
+            if seed not in sources:
+                work = Path(tempfile.mkdtemp(prefix=f"bench-unlabeled-{seed}-"))
+                printed, printed_labels, _ = render("printed", (size, size), seed=seed)
+                np.savez(work / "printed.npz", x=printed, y=printed_labels, class_names=np.array(classes))
+                sources[seed] = (source_cnn(work, seed), work)
+            source, work = sources[seed]
+            backbone, cut = (str(source), "conv3_relu") if name == "digits CNN" else ("efficientnet_lite0", None)
+            order = np.random.default_rng(seed).permutation(1000)
+            pool, test = order[:600], order[600:]
+            for scenario, labelled in (("digits_0_4 -> plates", "digits_0_4"),
+                                       ("printed -> plates", str(work / "printed.npz"))):
+                data = load_data(DataConfig(source=labelled, image_size=size, augment=(), test_split=0.0, seed=seed))
                 started = time.perf_counter()
                 row = Transfer(backbone, cut, size, seed).evaluate(
                     data, (images[pool], labels[pool]), (images[test], labels[test]), oracle=True)
                 print(f"  {scenario}, {name}, seed {seed}: " + ", ".join(f"{m} {v:.3f}" for m, v in row.items()
                       if not m.endswith("rounds")) + f" ({time.perf_counter() - started:.0f} s)", flush=True)
                 out.setdefault(scenario, {}).setdefault(name, {})[str(seed)] = row
+                save_part("plates", out)
     return out
 
 
@@ -174,6 +192,7 @@ def letters(seeds: list[int], few: int = 5, size: int = 32) -> dict:
             print(f"  letters, {name}, seed {seed}: " + ", ".join(f"{m} {v:.3f}" for m, v in row.items()
                   if not m.endswith("rounds")), flush=True)
             out.setdefault(name, {})[str(seed)] = row
+            save_part("letters", out)
     return out
 
 
@@ -198,7 +217,7 @@ def active(flowers: Path, seeds: list[int], start: int = 10, step: int = 10, bud
         rng = np.random.default_rng(seed)
         first = np.concatenate([rng.choice(np.flatnonzero(yp == c), start // classes, replace=False)
                                 for c in range(classes)])
-        for strategy in ("suggested", "typical", "uncertain", "margin only", "random"):
+        for strategy in STRATEGIES:
             labelled, accuracy = list(first), []
             while True:
                 model = LogisticRegression(C=0.1, max_iter=2000).fit(xp[labelled], yp[labelled])
@@ -220,6 +239,9 @@ def active(flowers: Path, seeds: list[int], start: int = 10, step: int = 10, bud
                         picks = rest[suggest_indices(xp[rest], p, step, labelled_features=xp[labelled], seed=seed)]
                 labelled.extend(int(i) for i in picks)  # the user labels them: their true labels join
             curves.setdefault(strategy, {})[str(seed)] = [round(a, 4) for a in accuracy]
+            labels = list(range(start, budget + 1, step))
+            if "random" in curves and str(seed) in curves["random"]:
+                save_part("active", {"labels": labels, "curves": curves, "label_ratio": _label_ratio(labels, curves)})
             print(f"  flowers5 active learning, seed {seed}, {strategy:<11}: "
                   + " ".join(f"{a:.3f}" for a in accuracy[::3]), flush=True)
     labels = list(range(start, budget + 1, step))
