@@ -279,7 +279,9 @@ def _summary(results: dict) -> dict:
         a = results["active"]
         mean = {s: np.mean(list(c.values()), axis=0).round(4).tolist() for s, c in a["curves"].items()}
         final = [r.get(str(a["labels"][-1])) for r in a["label_ratio"].values()]
-        summary["active"] = {"labels": a["labels"], "mean_curves": mean, "ratio_at_final_budget": final}
+        mean_ratio = _label_ratio(a["labels"], {s: {"mean": c} for s, c in mean.items()})["mean"]
+        summary["active"] = {"labels": a["labels"], "mean_curves": mean, "ratio_at_final_budget": final,
+                             "ratio_on_mean_curves": mean_ratio}
     return summary
 
 
