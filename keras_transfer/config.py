@@ -393,8 +393,9 @@ def _check_choices(config: RunConfig) -> None:
 
 def _check_unlabeled(config: RunConfig) -> None:
     """AdaBN and self-training read data.unlabeled; self-training runs on Solution II's cached features."""
-    users = ([f"model.adapt: {config.model.adapt}"] if config.model.adapt != "none" else []) + \
-        (["training.self_training"] if config.training.self_training is not None else [])
+    users = [f"model.adapt: {config.model.adapt}"] if config.model.adapt != "none" else []
+    if config.training.self_training is not None:
+        users.append("training.self_training")
     if users and config.data.unlabeled is None:
         raise ConfigError(f"{' and '.join(users)} need(s) data.unlabeled: a folder of unlabelled target images "
                           "(or any source, whose labels are then ignored)")
