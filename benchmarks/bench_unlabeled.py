@@ -97,7 +97,7 @@ class Transfer:
         """Target test accuracy of every method; `labelled` is a DataBundle with train and val splits."""
         from keras_transfer.features.classifiers import fit_classifier
         from keras_transfer.features.self_training import self_train
-        from keras_transfer.training.adapt import adapt_batchnorm
+        from keras_transfer.training.adapt import adapt_batchnorm, adapt_before_fit
 
         k, row = labelled.num_classes, {}
         backbone = self._backbone()
@@ -122,7 +122,8 @@ class Transfer:
         if oracle:  # the pool with its labels, C by cross-validation
             row["oracle"] = fit_classifier("logistic", unl, pool[1], num_classes=k, grid=GRID,
                                            seed=self.seed).score(*tst)
-        adapt_batchnorm(backbone, labelled.dataset("train", training=False))
+        adapt_before_fit(backbone, labelled.dataset("train", training=False), len(labelled.splits["train"]),
+                         _pixels(pool[0]))
         adapted = self._features(backbone, labelled)
         clf = fit(adapted)
         adapt_batchnorm(backbone, _pixels(pool[0]))

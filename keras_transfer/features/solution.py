@@ -28,7 +28,7 @@ from keras_transfer.features.extract import backbone_and_data, extract_features
 from keras_transfer.features.self_training import self_train
 from keras_transfer.training import RunResult, start_run_dir, write_results
 from keras_transfer.files import atomic_write_text, claimed_folder
-from keras_transfer.training.adapt import adapt_batchnorm
+from keras_transfer.training.adapt import adapt_batchnorm, adapt_before_fit
 from keras_transfer.training.report import classification_metrics
 
 
@@ -58,7 +58,8 @@ def _run(config: RunConfig, run_dir: Path, log: Callable[[str], None], cache_dir
     if unlabeled is not None:
         log(describe(unlabeled))
     if adabn:  # the classifier learns on labelled features normalised with their own statistics
-        adapt_batchnorm(backbone, data.dataset("train", training=False), log=lambda line: log(f"{line} (labelled)"))
+        adapt_before_fit(backbone, data.dataset("train", training=False), len(data.splits["train"]),
+                         unlabeled.dataset(), log=log)
     features = extract_features(backbone, data, pooling=m.head.pooling, cache_dir=cache_dir, log=log)
     validation = features.xy("val") if "val" in features.splits else None
     started = time.perf_counter()

@@ -27,7 +27,7 @@ from keras_transfer.freeze import resolve_trainable
 from keras_transfer.heads import HeadSpec, build_classifier, inference_model
 from keras_transfer.files import atomic_file, atomic_write_text, claimed_folder, write_labels
 from keras_transfer.interpret.insights import write_run_insights
-from keras_transfer.training.adapt import adapt_batchnorm
+from keras_transfer.training.adapt import adapt_batchnorm, adapt_before_fit
 from keras_transfer.training.checkpoint import Checkpointer
 from keras_transfer.training.distribute import Placement, make_strategy, prepare_for_fit
 from keras_transfer.training.feature_cache import extract
@@ -244,7 +244,8 @@ def _run(config: RunConfig, placement: Placement, strategy, resume: bool, log, o
     if unlabeled is not None and latest is None:
         # The head learns on the labelled images normalised with their own statistics; the
         # exported model normalises with the unlabelled target's (see training/adapt.py).
-        adapt_batchnorm(model, data.dataset("train", training=False), log=lambda line: log(f"{line} (labelled)"))
+        adapt_before_fit(model, data.dataset("train", training=False), len(data.splits["train"]),
+                         unlabeled.dataset(), log=log)
 
     for index, stage in enumerate(config.training.stages):
         if index < start_stage:
