@@ -15,6 +15,7 @@ reported, so a reader sees whether it has settled.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Callable
 
@@ -25,6 +26,8 @@ from keras_transfer.training.feature_cache import compiled_forward
 
 ADAPT_METHODS = ("none", "adabn")
 DEFAULT_PASSES = 3
+VARIANCE_FLOOR = 0.01  # of the source's moving variance: a channel's scale grows at most 10x
+_SOURCE_VARIANCE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 # Labelled images needed to estimate their own BatchNorm statistics before the head is fitted;
 # with fewer, the head is fitted under the unlabelled images' statistics. Measured: with 25
 # labelled letters, ImageNet Lite0 under their own statistics fell to chance (0.20) where
@@ -96,6 +99,11 @@ def adapt_batchnorm(model: keras.Model, dataset, *, passes: int = DEFAULT_PASSES
             count = _positions(layer, images)
             mean = totals[2 * i] / count
             variance = np.maximum(totals[2 * i + 1] / count - np.square(mean), 0.0)
+            if layer not in _SOURCE_VARIANCE:  # the statistics before any adaptation, for the floor
+                _SOURCE_VARIANCE[layer] = keras.ops.convert_to_numpy(layer.moving_variance).astype(np.float64)
+            # A channel (nearly) silent on the target would be divided by ~sqrt(epsilon) and blow up
+            # every layer above: its variance is kept at least VARIANCE_FLOOR of the source's.
+            variance = np.maximum(variance, VARIANCE_FLOOR * _SOURCE_VARIANCE[layer])
             old = keras.ops.convert_to_numpy(layer.moving_mean).astype(np.float64)
             std = np.sqrt(variance + layer.epsilon)
             last_change = max(last_change, float(np.max(np.abs(mean - old) / std)))
