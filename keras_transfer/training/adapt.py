@@ -26,6 +26,7 @@ from keras_transfer.training.feature_cache import compiled_forward
 
 ADAPT_METHODS = ("none", "adabn")
 DEFAULT_PASSES = 3
+UNSETTLED = 0.1  # std a mean may still move in the last pass before the log calls the estimate unsettled
 VARIANCE_FLOOR = 0.01  # of the source's moving variance: a channel's scale grows at most 10x
 _SOURCE_VARIANCE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 # Labelled images needed to estimate their own BatchNorm statistics before the head is fitted;
@@ -47,8 +48,10 @@ class AdaptReport:
 
     def line(self) -> str:
         """One line for the run log."""
+        unsettled = ("; NOT settled: the upper layers' statistics are still moving, so AdaBN's result is "
+                     "unreliable for this network and input size" if self.last_change > UNSETTLED else "")
         return (f"AdaBN: re-estimated {self.layers} BatchNorm layers on {self.images:,} images "
-                f"({self.passes} passes; the last moved a mean by at most {self.last_change:.3f} std)")
+                f"({self.passes} passes; the last moved a mean by at most {self.last_change:.3f} std{unsettled})")
 
 
 def batchnorm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
