@@ -35,6 +35,8 @@ LR_SCALING = ("none", "linear")
 # `stages` runs every configured stage; `auto` measures the data and runs the best prefix of
 # head / top / full, or Solution II (`keras_transfer.features.advisor.decide`).
 RECIPES = ("stages", "auto")
+# `adabn`: BatchNorm statistics re-estimated on data.unlabeled (keras_transfer.training.adapt).
+ADAPT_METHODS = ("none", "adabn")
 EXPORT_FORMATS = ("keras", "saved_model", "tflite", "onnx")
 # What Keras logs per epoch for our losses and metrics (accuracy, or mae for regression).
 MONITORS = tuple(prefix + name for prefix in ("val_", "") for name in ("loss", "accuracy", "mae"))
@@ -129,6 +131,7 @@ class ModelConfig:
     task: str = "multiclass"
     keep_source_top: bool = False
     train_bn: bool = False
+    adapt: str = "none"
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,15 @@ class StageConfig:
 
 
 @dataclass(frozen=True)
+class SelfTrainingConfig:
+    """Self-training on `data.unlabeled`: each round pseudo-labels the unlabelled images the
+    classifier gives at least `threshold` probability, and refits on the labelled images plus them."""
+
+    rounds: int = 3
+    threshold: float = 0.9
+
+
+@dataclass(frozen=True)
 class TrainingConfig:
     """The stages, and how they run."""
 
@@ -171,6 +183,7 @@ class TrainingConfig:
     mixed_precision: bool = False
     jit_compile: Any = "auto"
     stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
+    self_training: SelfTrainingConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -199,6 +212,9 @@ def _constraints() -> dict[str, Constraint]:
         "model.head.type": OneOf(HEAD_TYPES),
         "model.head.views.*": OneOf(VIEWS),
         "model.head.C": Interval(0, closed="neither"),
+        "model.adapt": OneOf(ADAPT_METHODS),
+        "training.self_training.rounds": Interval(1, integer=True),
+        "training.self_training.threshold": Interval(0, 1, closed="right"),
         "training.seed": Interval(0, integer=True),
         "training.strategy": OneOf(STRATEGIES),
         "training.lr_scaling": OneOf(LR_SCALING),
@@ -392,6 +408,7 @@ def _check_choices(config: RunConfig) -> None:
                 raise ConfigError(f"model.head.{key} is for a classifier on frozen features (model.head.type: "
                                   "logistic, linear_svm or knn); a dense head trains on the backbone's output "
                                   "(cut it with model.cut_at)")
+    _check_unlabeled(config)
     names = [stage.name for stage in config.training.stages]
     if config.training.recipe == "auto" and "head" not in names:
         raise ConfigError("training.recipe: auto runs a prefix of the stages named head, top and full, and "
@@ -412,6 +429,19 @@ def _check_choices(config: RunConfig) -> None:
         if monitor.removeprefix("val_") not in ("loss", metric):
             raise ConfigError(f"{where}.early_stopping.monitor: {monitor!r} is not logged for model.task "
                               f"{config.model.task}; use val_loss, val_{metric}, loss or {metric}")
+
+
+def _check_unlabeled(config: RunConfig) -> None:
+    """AdaBN and self-training read data.unlabeled; self-training runs on Solution II's cached features."""
+    users = [f"model.adapt: {config.model.adapt}"] if config.model.adapt != "none" else []
+    if config.training.self_training is not None:
+        users.append("training.self_training")
+    if users and config.data.unlabeled is None:
+        raise ConfigError(f"{' and '.join(users)} need(s) data.unlabeled: a folder of unlabelled target images "
+                          "(or any source, whose labels are then ignored)")
+    if config.training.self_training is not None and config.model.head.type == "dense":
+        raise ConfigError("training.self_training refits a classifier on cached features (Solution II); set "
+                          "model.head.type: logistic, linear_svm or knn")
 
 
 def _check_feature_classifier(config: RunConfig) -> None:

@@ -58,7 +58,7 @@ def write_image_folder(folder: str | os.PathLike, dataset: str = "digits", per_c
 
 
 def digits_cnn(input_shape: tuple[int, int, int] = (32, 32, 3), name: str = "digits_cnn",
-               seed: int | None = 0) -> keras.Model:
+               seed: int | None = 0, batch_norm: bool = False) -> keras.Model:
     """A small source CNN (blocks conv1, conv2, conv3) for the digits scenario, randomly initialised.
 
     The scale layer maps paper to 0 and ink to 1. The digits are dark ink on white paper; with
@@ -67,14 +67,21 @@ def digits_cnn(input_shape: tuple[int, int, int] = (32, 32, 3), name: str = "dig
     `seed` fixes the random weights (None: fresh ones), so the notebook's scratch baseline and
     source CNN are the same on every run; it seeds Keras' global generators as a side effect.
     Train it with the toolkit on a source task (save it, then use the path as `model.backbone`),
-    and transfer it to the target task by cutting it at a block.
+    and transfer it to the target task by cutting it at a block. `batch_norm=True` puts a
+    BatchNormalization (`convN_bn`) and a ReLU (`convN_relu`) after each convolution, which AdaBN
+    (`model.adapt: adabn`) re-estimates on a new domain; cut that network at `conv3_relu`.
     """
     if seed is not None:
         keras.utils.set_random_seed(seed)
     inputs = keras.Input(input_shape, name="pixels")
     x = keras.layers.Rescaling(-1 / 255.0, offset=1.0, name="scale")(inputs)
     for i, filters in enumerate((32, 64, 128), start=1):
-        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{i}")(x)
+        if batch_norm:
+            x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
+            x = keras.layers.BatchNormalization(name=f"conv{i}_bn")(x)
+            x = keras.layers.ReLU(name=f"conv{i}_relu")(x)
+        else:
+            x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{i}")(x)
         if i < 3:
             x = keras.layers.MaxPooling2D(name=f"pool{i}")(x)
     return keras.Model(inputs, x, name=name)

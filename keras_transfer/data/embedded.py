@@ -4,6 +4,9 @@
   on white paper, upsampled to the requested size and repeated to RGB. `digits_0_4` and
   `digits_5_9` are the source material's source and target tasks (labels 0-4 in both).
 - `faces`: scikit-image's `lfw_subset`, 200 greyscale 25x25 crops: 100 faces, 100 non-faces.
+- `plates_0_4` and `letters`: the digits scenario's other targets (digits 0-4 on number plates,
+  the capitals A-E), rendered from matplotlib's fonts with seed 0 (`keras_transfer.data.synthetic`),
+  200 images per class.
 
 Every loader returns uint8 RGB pixels in [0, 255] of shape [N, H, W, 3], integer labels and the
 class names, which is what the toolkit's models take.
@@ -57,11 +60,20 @@ def _faces(size: tuple[int, int]) -> Embedded:
     return Embedded(images, labels, ("non_face", "face"))
 
 
+def _synthetic(kind: str, size: tuple[int, int]) -> Embedded:
+    from keras_transfer.data.synthetic import render
+
+    images, labels, names = render(kind, size)
+    return Embedded(images, labels, names)
+
+
 EMBEDDED: dict[str, Callable[[tuple[int, int]], Embedded]] = {
     "digits": lambda size: _digits(size, range(0, 10)),
     "digits_0_4": lambda size: _digits(size, range(0, 5)),
     "digits_5_9": lambda size: _digits(size, range(5, 10)),
     "faces": _faces,
+    "plates_0_4": lambda size: _synthetic("plates", size),
+    "letters": lambda size: _synthetic("letters", size),
 }
 
 

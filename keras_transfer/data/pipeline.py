@@ -53,8 +53,8 @@ DATA_CONSTRAINTS = {
 class DataConfig:
     """Everything that decides what the model sees; validated on construction.
 
-    `source`: `digits` | `digits_0_4` | `digits_5_9` | `faces` | `folder:PATH` | `csv:PATH` |
-    `tfds:NAME` | `npz:PATH` (or arrays passed to `load_data`); the path of an existing folder,
+    `source`: `digits` | `digits_0_4` | `digits_5_9` | `faces` | `plates_0_4` | `letters` |
+    `folder:PATH` | `csv:PATH` | `tfds:NAME` | `npz:PATH` (or arrays passed to `load_data`); the path of an existing folder,
     `.csv` or `.npz` file alone means that kind. `image_size` is (height, width), or one number
     for a square.
     `val_split` / `test_split` are fractions carved from train when the source has no such split.
@@ -68,6 +68,9 @@ class DataConfig:
     memory | disk | none. `split`, `data_dir` and `download` are for TFDS. `max_pixels`: images
     whose header declares more pixels are skipped and reported (decompression bombs).
     `csv_root`: a folder every CSV path must lie inside (for CSVs from others).
+    `unlabeled`: target-domain images whose labels training never reads (`model.adapt: adabn`,
+    `training.self_training`): a folder of images (flat, or class folders whose names are only
+    kept to score pseudo-labels), or any source above; see `keras_transfer.data.unlabeled`.
     """
 
     source: str = "digits"
@@ -89,6 +92,7 @@ class DataConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
     csv_root: str | None = None
     exclude: str | None = None
+    unlabeled: str | None = None
 
     def __post_init__(self):
         check_constraints(self, DATA_CONSTRAINTS, prefix="data")
@@ -112,6 +116,10 @@ class DataConfig:
         augmentation_layers(self.augment)  # names checked now, before any work
         object.__setattr__(self, "source", expand_source(self.source))
         source_kind(self.source)
+        if self.unlabeled is not None:
+            from keras_transfer.data.unlabeled import check_unlabeled_source
+
+            object.__setattr__(self, "unlabeled", check_unlabeled_source(self.unlabeled))
 
 
 def expand_source(source: str) -> str:
@@ -131,18 +139,20 @@ def expand_source(source: str) -> str:
     return source
 
 
-def source_kind(source: str) -> tuple[str, str]:
-    """Split `source` into (kind, argument): ("embedded", "digits"), ("folder", "/data/x"), ..."""
+def source_kind(source: str, key: str = "data.source") -> tuple[str, str]:
+    """Split `source` into (kind, argument): ("embedded", "digits"), ("folder", "/data/x"), ...
+
+    `key` is the config key named in the error (data.source, data.unlabeled)."""
     if source in EMBEDDED:
         return "embedded", source
     kind, sep, argument = source.partition(":")
     if sep and kind in SOURCE_KINDS and argument:
         return kind, argument
     if not sep and ("/" in source or os.sep in source):
-        raise ValueError(f"data.source: {source} does not exist (give a folder with one subfolder per class, "
+        raise ValueError(f"{key}: {source} does not exist (give a folder with one subfolder per class, "
                          "a .csv or an .npz file)")
     valid = [*EMBEDDED, *(f"{k}:PATH" for k in SOURCE_KINDS if k != "tfds"), "tfds:NAME"]
-    raise ValueError(unknown_name_message("data.source", source, valid))
+    raise ValueError(unknown_name_message(key, source, valid))
 
 
 @dataclass

@@ -5,6 +5,11 @@
 (config.yaml, labels.txt, data_report.json, metrics.json, plots/, model.keras) plus
 `classifier.json` with the chosen C (or k) and the held-out accuracy of every candidate, so
 both solutions are exported, evaluated and served the same way.
+
+With `data.unlabeled`, `model.adapt: adabn` fits the classifier on features normalised with the
+labelled images' BatchNorm statistics and exports (and scores) the model with the unlabelled
+target's; `training.self_training` pseudo-labels the unlabelled features round by round
+(`keras_transfer.features.self_training`), and classifier.json lists every round.
 """
 
 from __future__ import annotations
@@ -19,10 +24,13 @@ import numpy as np
 
 from keras_transfer.config import RunConfig
 from keras_transfer.features.classifiers import classifier_model, fit_classifier
+from keras_transfer.data.unlabeled import describe, load_unlabeled
 from keras_transfer.features.extract import backbone_and_data, extract_features, feature_layers
 from keras_transfer.features.selection import choose_C, held_in
+from keras_transfer.features.self_training import self_train
 from keras_transfer.training import RunResult, start_run_dir, write_results
 from keras_transfer.files import atomic_write_text, claimed_folder
+from keras_transfer.training.adapt import adapt_batchnorm, adapt_before_fit
 from keras_transfer.training.report import classification_metrics
 
 
@@ -45,11 +53,18 @@ def _run(config: RunConfig, run_dir: Path, log: Callable[[str], None], cache_dir
     keras.utils.set_random_seed(config.training.seed)
     m, kind = config.model, config.model.head.type
     backbone, data = backbone_and_data(config, purpose=f"model.head.type: {kind}")
+    adabn, st = m.adapt == "adabn", config.training.self_training
+    unlabeled = load_unlabeled(config.data, data.class_names) if adabn or st is not None else None
     start_run_dir(config, run_dir, data, log)
     resolved = feature_layers(backbone, list(m.head.layers) or None)
     views = tuple(m.head.views)
     log(f"feature extraction: {kind} on frozen {backbone.name} features ({', '.join(resolved)}, {m.head.pooling} "
         f"pooled{', views ' + ', '.join(views) if len(views) > 1 else ''}); training.stages are not used")
+    if unlabeled is not None:
+        log(describe(unlabeled))
+    if adabn:  # the classifier learns on labelled features normalised with their own statistics
+        adapt_before_fit(backbone, data.dataset("train", training=False), len(data.splits["train"]),
+                         unlabeled.dataset(), log=log)
     with data.reading():  # a photo deleted since the start-up check: one line naming it
         features = extract_features(backbone, data, list(resolved), pooling=m.head.pooling, views=views,
                                     cache_dir=cache_dir, log=log)
@@ -90,14 +105,27 @@ def _run(config: RunConfig, run_dir: Path, log: Callable[[str], None], cache_dir
     (name, value), = classifier.chosen.items()
     log(f"{kind}: {name} = {value:g} chosen on the {classifier.selected_on}, fitted on {' and '.join(fit_on)} "
         f"({seconds:.1f} s)")
+    scored = features
+    if adabn:  # the exported model, and so its scores, normalise with the target's statistics
+        adapt_batchnorm(backbone, unlabeled.dataset(), log=lambda line: log(f"{line} (target: {unlabeled.source})"))
+        scored = extract_features(backbone, data, list(resolved), pooling=m.head.pooling, views=views,
+                                  splits=[s for s in ("val", "test") if s in data.splits], cache_dir=cache_dir, log=log)
+    rounds = []
+    if st is not None:
+        pool = extract_features(backbone, unlabeled.bundle, list(resolved), pooling=m.head.pooling, views=views,
+                                cache_dir=cache_dir)
+        xu = _concatenated(pool, "train", resolved)[0]
+        classifier, rounds = self_train(kind, x, y, xu, num_classes=data.num_classes, rounds=st.rounds,
+                                        threshold=st.threshold, validation=validation, seed=config.training.seed,
+                                        classifier=classifier, score=unlabeled.score, log=log, scaling=scaling)
 
     metrics = {}
     if cv is not None and cv.folds:
         metrics["cross_validation"] = {"accuracy": cv.accuracy, "accuracy_sem": cv.sem, "folds": len(cv.folds),
                                        "examples": int(sum(len(features.labels[s]) for s in labelled))}
     for split in ("val", "test"):
-        if split in features.splits and split not in fit_on:
-            xs, ys = _concatenated(features, split, resolved)
+        if split in scored.splits and split not in fit_on:
+            xs, ys = _concatenated(scored, split, resolved)
             metrics[split] = classification_metrics(classifier.predict_proba(xs), ys, data.class_names, "multiclass")
     model = classifier_model(backbone, classifier, list(resolved.values()) if m.head.layers else None,
                              pooling=m.head.pooling, views=views)
@@ -107,7 +135,8 @@ def _run(config: RunConfig, run_dir: Path, log: Callable[[str], None], cache_dir
                    "feature_seconds": round(features.seconds, 3), "fit_seconds": round(seconds, 3),
                    "feature_dim": int(x.shape[1]), "fitted_on": fit_on,
                    "train_examples": int(sum(len(features.labels[s]) for s in fit_on)),
-                   "class_weight": "balanced" if weighted else None})
+                   "class_weight": "balanced" if weighted else None, "adapt": m.adapt,
+                   **({"self_training": [r.as_dict() for r in rounds]} if st is not None else {})})
     atomic_write_text(run_dir / "classifier.json", json.dumps(record, indent=1))
     return write_results(run_dir, model, data, metrics, [], log)
 

@@ -30,6 +30,7 @@ from keras_transfer.freeze import resolve_trainable
 from keras_transfer.heads import HeadSpec, build_classifier, inference_model
 from keras_transfer.files import atomic_file, atomic_write_text, claimed_folder, write_labels
 from keras_transfer.interpret.insights import write_run_insights
+from keras_transfer.training.adapt import adapt_batchnorm, adapt_before_fit
 from keras_transfer.training.checkpoint import Checkpointer
 from keras_transfer.training.distribute import Placement, make_strategy, prepare_for_fit
 from keras_transfer.training.feature_cache import extract
@@ -235,6 +236,11 @@ def _run(config: RunConfig, placement: Placement, strategy, resume: bool, log, o
             else load_data(config.data, task=config.model.task))
     if resume and not recorded:
         check_run_classes(placement.run_dir / "labels.txt", data)
+    unlabeled = None
+    if config.model.adapt == "adabn":
+        from keras_transfer.data.unlabeled import load_unlabeled
+
+        unlabeled = load_unlabeled(config.data, data.class_names)
     model = build_model(config, data)
     check_stages(model, config, data)
 
@@ -263,6 +269,11 @@ def _run(config: RunConfig, placement: Placement, strategy, resume: bool, log, o
         log(f"resuming from {latest.folder.name}: {where}")
     elif resume:
         log("no checkpoint found: starting from the beginning")
+    if unlabeled is not None and latest is None:
+        # The head learns on the labelled images normalised with their own statistics; the
+        # exported model normalises with the unlabelled target's (see training/adapt.py).
+        adapt_before_fit(model, data.dataset("train", training=False), len(data.splits["train"]),
+                         unlabeled.dataset(), log=log)
 
     with data.reading():  # a photo deleted mid-run: one line naming it, not a traceback from fit
         for index, stage in enumerate(config.training.stages):
@@ -275,6 +286,8 @@ def _run(config: RunConfig, placement: Placement, strategy, resume: bool, log, o
                                     "global_epoch": len(state.history), "history": state.history})
             if on_stage_end is not None:
                 on_stage_end(index, stage, model)
+        if unlabeled is not None:
+            adapt_batchnorm(model, unlabeled.dataset(), log=lambda line: log(f"{line} (target: {unlabeled.source})"))
         result = _finish(state)
     result.chief = placement.chief
     return result
