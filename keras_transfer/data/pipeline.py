@@ -109,8 +109,8 @@ class DataConfig:
             object.__setattr__(self, "augment", tuple(self.augment))
         if min(size) < 8 or max(size) > MAX_IMAGE_SIDE:
             # [100000, 100000] once passed and died out of memory with a half-made run folder.
-            raise ValueError(f"data.image_size must be [height, width] of at least 8 and at most {MAX_IMAGE_SIDE} "
-                             f"pixels per side, got {list(given)!r}")
+            raise ValueError(f"data.image_size must be [height, width] of at least 8 pixels and at most "
+                             f"{MAX_IMAGE_SIDE} per side, got {list(given)!r}")
         if self.val_split + self.test_split >= 0.9:
             raise ValueError("data.val_split + data.test_split leave almost nothing to train on")
         augmentation_layers(self.augment)  # names checked now, before any work
