@@ -93,7 +93,9 @@ def recorded_data(config: DataConfig, path: str | os.PathLike, *, task: str | No
             raise ValueError(f"data.{key} is {now.get(key)!r} in the run's config.yaml but the run started with "
                              f"{then!r}; a resumed run keeps the split it started with: put data.{key} back, "
                              "or start a new run in a new --output-dir")
-    if task is not None and (task == "regression") != (record["task"] == "regression"):
+    # Numeric targets make a regression run whatever model.task says (load_data infers it), so only
+    # a config that now asks for regression on a run that started on classes is a contradiction.
+    if task == "regression" and record["task"] != "regression":
         raise ValueError(f"model.task is {task!r} in the run's config.yaml but the run started on "
                          f"{record['task']} data; put model.task back, or start a new run in a new --output-dir")
     entries = record["splits"]

@@ -59,7 +59,9 @@ def classification_metrics(outputs: np.ndarray, labels: np.ndarray, class_names:
 def score_line(split: str, values: dict[str, Any], shown: int = 10) -> str:
     """One log line: accuracy, balanced accuracy and per-class recall of a split (and its imbalance)."""
     recalls = values.get("per_class_recall") or {}
-    recall = ", ".join(f"{name} {r:.2f}" for name, r in list(recalls.items())[:shown])
+    from keras_transfer._names import printable
+
+    recall = ", ".join(f"{printable(name)} {r:.2f}" for name, r in list(recalls.items())[:shown])
     recall += ", ..." if len(recalls) > shown else ""
     line = f"{split} accuracy: {values['accuracy']:.4f}"
     if "balanced_accuracy" in values:
