@@ -203,15 +203,20 @@ def report() -> None:
     import numpy as np
 
     rows = _load()
-    cells = sorted({r["cell"] for r in rows}, key=lambda c: (DOMAINS.index(c.split("@")[0]), int(c.split("@")[1])))
-    print("| data, images per class | seeds | " + " | ".join(RECIPES) + " | auto chose |")
-    print("|---|---:|" + "---:|" * len(RECIPES) + "---|")
+    def order(cell):
+        domain, size = cell.split("@")
+        return (DOMAINS.index(domain), 10 ** 9 if size == "all" else int(size))
+
+    cells = sorted({r["cell"] for r in rows}, key=order)
+    shown = [r for r in RECIPES if any(x["recipe"] == r for x in rows)]
+    print("| data, images per class | seeds | " + " | ".join(shown) + " | auto chose |")
+    print("|---|---:|" + "---:|" * len(shown) + "---|")
     misses = []
     for cell in cells:
         by = {r: [x for x in rows if x["cell"] == cell and x["recipe"] == r] for r in RECIPES}
         seeds = sorted({x["seed"] for x in rows if x["cell"] == cell})
         parts = []
-        for r in RECIPES:
+        for r in shown:
             if not by[r]:
                 parts.append("—")
                 continue
@@ -219,8 +224,7 @@ def report() -> None:
             sec = np.mean([x["seconds"] for x in by[r]])
             spread = f" ± {np.std(acc):.1f}" if len(acc) > 1 else ""
             parts.append(f"{np.mean(acc):.1f}{spread} ({sec:.0f} s)")
-        chose = sorted({next((l.split(": ", 1)[1][:60] for l in x["auto_said"] if l.startswith("recipe auto: feature")
-                              or l.startswith("recipe auto: stages")), "?") for x in by["auto"]})
+        chose = sorted({_chose(x["auto_said"]) for x in by["auto"]})
         print(f"| {cell} | {len(seeds)} | " + " | ".join(parts) + f" | {'; '.join(chose)[:90]} |")
         if by["auto"] and by["head5"]:
             a = np.mean([x["test_accuracy"] for x in by["auto"]])
@@ -235,6 +239,45 @@ def report() -> None:
           "all met" if not misses else "missed in")
     for miss in misses:
         print("  - " + miss)
+    _plot(rows, cells)
+
+
+def _chose(said: list[str]) -> str:
+    """What auto's log says it chose: `top` (a block or blocks, for feature extraction) or the stages."""
+    import re
+
+    for line in said:
+        found = re.search(r"\) on (\S+), C = ", line)
+        if found:
+            return found.group(1)
+        if line.startswith("recipe auto: stages"):
+            return line.split(": ", 1)[1].split(" (")[0]
+    return "?"
+
+
+def _plot(rows: list[dict], cells: list[str]) -> None:
+    """docs/figures/auto.png: test accuracy per cell for each recipe, mean and spread over seeds."""
+    import numpy as np
+
+    from keras_transfer.plots import new_figure, save_figure
+
+    fig, ax = new_figure(size=(max(6, 1.1 * len(cells) + 2), 4))
+    shown = [r for r in RECIPES if any(x["recipe"] == r for x in rows)]
+    width = 0.8 / len(shown)
+    for i, recipe in enumerate(shown):
+        means, spreads = [], []
+        for cell in cells:
+            acc = [100 * x["test_accuracy"] for x in rows if x["cell"] == cell and x["recipe"] == recipe]
+            means.append(np.mean(acc) if acc else np.nan)
+            spreads.append(np.std(acc) if acc else 0.0)
+        ax.bar(np.arange(len(cells)) + (i - (len(shown) - 1) / 2) * width, means, width, yerr=spreads,
+               label=recipe, capsize=2)
+    ax.set_xticks(np.arange(len(cells)), [c.replace("@", "\n") for c in cells], fontsize=8)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("The one-liner on a user's folder: auto against the 5-epoch head")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    save_figure(fig, HERE.parent / "docs" / "figures" / "auto.png")
 
 
 def main() -> None:
