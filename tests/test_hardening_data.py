@@ -316,3 +316,17 @@ def test_a_cache_another_live_process_is_writing_is_left_alone(tmp_path):
         np.testing.assert_array_equal(y, labels)
         assert Path(f"{prefix}_0.lockfile").exists(), "the other writer's files are not touched"
         assert list(prefix.parent.glob(f"{prefix.name}.pid*.index")), "this process cached privately"
+
+
+def test_labels_never_come_from_a_disk_cache_so_a_planted_one_cannot_relabel_the_data(tmp_path, monkeypatch):
+    from keras_transfer.data import cache as cache_module
+
+    images, labels = _arrays(0)
+    config = _config("digits", cache="disk", cache_dir=str(tmp_path / "cache"))
+    # Every key alike: the second bundle reads the first one's cache file as if it had been planted.
+    monkeypatch.setattr(cache_module, "cache_key", lambda *a, **k: "same")
+    monkeypatch.setattr("keras_transfer.data.pipeline.cache", cache_module.cache)
+    _epoch(load_data(config, x=images, y=labels[::-1].copy()).dataset("train", training=False))  # other labels
+    x, y = _epoch(load_data(config, x=images, y=labels).dataset("train", training=False))
+    np.testing.assert_array_equal(y, labels)  # the labels of this scan, not the cache's
+    np.testing.assert_array_equal(x, images.astype(np.float32))

@@ -25,7 +25,9 @@ except ImportError:  # Windows: no advisory locks; the shared prefix is used as 
 
 CACHE_MODES = ("auto", "memory", "disk", "none")
 MEMORY_CACHE_LIMIT = 2 << 30  # bytes of uint8 pixels kept in RAM under cache: auto
-_KEY_VERSION = 3  # bumped whenever the key's meaning changes, so old cache files are never read (3: images.DECODER_VERSION 2)
+# Bumped whenever the key's meaning changes, so old cache files are never read (3: images.DECODER_VERSION
+# 2; 4: disk caches hold pixels only, the labels come from the scan).
+_KEY_VERSION = 4
 _OWNED: dict[str, Any] = {}  # shared prefixes this process writes, with their locked `.owner` files
 
 

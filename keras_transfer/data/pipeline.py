@@ -251,8 +251,15 @@ class DataBundle:
             # Shuffle the (cheap) paths or indices before decoding: a shuffle buffer of decoded
             # images would hold the whole set in memory and decode it all before the first batch.
             ds = ds.shuffle(len(examples), seed=cfg.seed, reshuffle_each_iteration=not cached)
-        ds = cache(_decode(ds, examples, cfg), examples, cfg, split, ("shuffled", cfg.seed) if shuffled else "in order",
-                   in_memory)
+        order = ("shuffled", cfg.seed) if shuffled else "in order"
+        if examples.tfds is None and cache_mode(examples, cfg, in_memory) == "disk":
+            # A disk cache holds pixels only; the labels always come from this scan, zipped back in
+            # the same (unreshuffled) order. A cache file that says something else about the labels,
+            # planted or stale, cannot pair an image with a wrong class.
+            pixels = cache(_decode(ds, examples, cfg).map(lambda x, y: x), examples, cfg, split, order, in_memory)
+            ds = tf.data.Dataset.zip((pixels, ds.map(lambda _, y: y)))
+        else:
+            ds = cache(_decode(ds, examples, cfg), examples, cfg, split, order, in_memory)
         if training and (cached or examples.tfds is not None):
             ds = ds.shuffle(min(len(examples) or 1024, 1024), seed=cfg.seed + 1, reshuffle_each_iteration=True)
         ds = ds.batch(batch_size or cfg.batch_size)
