@@ -70,7 +70,7 @@ def lite0_imagenet_path():
     return imagenet_weights_path()
 
 
-_LONGEST_FIRST = ("test_notebooks.py", "test_distribute.py", "test_readme.py", "test_training.py")
+_LONGEST_FIRST = ("test_notebooks.py", "test_distribute.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -218,11 +218,15 @@ def run(config: RunConfig, run_dir: str | Path, *, resume: bool = False,
     placement = Placement.for_strategy(strategy, run_dir)
     if not placement.chief:
         log = lambda line: None  # noqa: E731 - one voice per run: the chief's
+    policy = keras.mixed_precision.global_policy()
     try:
         with claimed_folder(placement.write_dir), strategy.scope():
             return _run(config, placement, strategy, resume, log, on_stage_end)
     finally:
         placement.cleanup()
+        # training.mixed_precision sets Keras's global dtype policy; the next model built in this
+        # process (a notebook's next cell, a test) must not inherit float16 from this run.
+        keras.mixed_precision.set_global_policy(policy)
 
 
 def _run(config: RunConfig, placement: Placement, strategy, resume: bool, log, on_stage_end) -> RunResult:
