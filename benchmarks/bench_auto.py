@@ -1,14 +1,14 @@
 """The one-liner on a user's small folder: `recipe: auto` against the 5-epoch head, over three domains.
 
-A user with 20 photos per class runs `python -m keras_transfer.train photos/`: the toolkit carves
+A user with 20 photos per class runs `keras-transfer train photos/`: the toolkit carves
 validation and test from those 20, and auto chooses on what is left. This benchmark does exactly
 that. For each cell (domain @ images per class) and seed it draws the pool first, writes it as a
-user's folder (or `.npz` for the digits), and runs, each as its own `python -m keras_transfer.train`
+user's folder (or `.npz` for the digits), and runs, each as its own `keras-transfer train`
 process with a cold feature cache, timed from start to exit:
 
 - `head5`: the packaged photos config with only its head stage, 5 epochs, no early stopping (what
   a config naming only the data and the backbone gets): the baseline;
-- `auto`: the one-liner itself, `python -m keras_transfer.train POOL`;
+- `auto`: the one-liner itself, `keras-transfer train POOL`;
 - `linear1` / `linear2` / `linear4`: a logistic regression on the top block's features, C by
   cross-validation, on one view, the image and its mirror, and those and their centred crops
   (the effect of the views alone).
@@ -259,7 +259,7 @@ def _plot(rows: list[dict], cells: list[str]) -> None:
     """docs/figures/auto.png: test accuracy per cell for each recipe, mean and spread over seeds."""
     import numpy as np
 
-    from keras_transfer.plots import new_figure, save_figure
+    from keras_transfer.core.plots import new_figure, save_figure
 
     fig, ax = new_figure(size=(max(6, 1.1 * len(cells) + 2), 4))
     shown = [r for r in RECIPES if any(x["recipe"] == r for x in rows)]

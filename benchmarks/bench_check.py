@@ -1,6 +1,6 @@
 """The data check on real photos: its time, its near-duplicate threshold, and its suspect ranking.
 
-1. `timing`: `python -m keras_transfer.check` on all 4,317 flowers5 photos as a user runs it (a
+1. `timing`: `keras-transfer check` on all 4,317 flowers5 photos as a user runs it (a
    fresh process, a cold feature cache), then again with the cache warm; the lists it finds.
 2. `threshold`: the near-duplicate cosine, measured. 300 photos (60 per class, seeded) each get
    an augmented copy (a random 80-95% crop resized back, a mirror half the time, JPEG re-encoded
@@ -62,7 +62,7 @@ def bench_timing(flowers: Path) -> None:
         runs.append({"cache": label, "wall_seconds": round(wall, 1), "inside_seconds": report["seconds"],
                      "summary": summary})
     exact = [{"kind": g["kind"], "files": g["files"]} for g in report["exact_duplicates"]]
-    _save("timing", {"command": f"python -m keras_transfer.check {flowers}", "images": report["examples"],
+    _save("timing", {"command": f"keras-transfer check {flowers}", "images": report["examples"],
                      "cores": os.cpu_count(), "note": "2 cores shared with other engineers' jobs (not niced)",
                      "runs": runs, "exact_duplicates": exact,
                      "near_duplicates": len(report["near_duplicates"]), "suspects": report["suspect_count"],

@@ -24,7 +24,7 @@ import numpy as np
 def bench_run() -> None:
     from keras_transfer.config import load_config
     from keras_transfer.interpret import insights
-    from keras_transfer.train import default_config_path
+    from keras_transfer.cli.train import default_config_path
     from keras_transfer.training import engine
 
     spent = []

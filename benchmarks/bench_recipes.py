@@ -226,7 +226,7 @@ def _load() -> list[dict]:
 
 
 def _save(entries: list[dict]) -> None:
-    from keras_transfer.files import atomic_write_text
+    from keras_transfer.core.files import atomic_write_text
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(RESULTS, json.dumps(entries, indent=1) + "\n")
@@ -299,7 +299,7 @@ def report(figure: Path) -> None:
 
 
 def _plot(rows: dict, path: Path) -> None:
-    from keras_transfer.plots import new_figure, save_figure
+    from keras_transfer.core.plots import new_figure, save_figure
 
     fig, axes = new_figure(1, len(rows), size=(3.6 * len(rows), 3.8), squeeze=False)
     for ax, (cell, (table, _, _)) in zip(axes[0], rows.items()):

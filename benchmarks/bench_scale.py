@@ -126,7 +126,7 @@ def child(folder: str, cache: str, image_size: int, c: float) -> dict:
 
 def plot(results: dict[int, dict], path: Path) -> None:
     """Seconds per stage and peak memory against N, log-log."""
-    from keras_transfer.plots import new_figure, save_figure
+    from keras_transfer.core.plots import new_figure, save_figure
 
     sizes = sorted(results)
     fig, (times, memory) = new_figure(1, 2, size=(11, 4.2))

@@ -129,7 +129,7 @@ def main() -> None:
         data = None
         if args.run is None:
             from keras_transfer.config import load_config
-            from keras_transfer.train import default_config_path
+            from keras_transfer.cli.train import default_config_path
             from keras_transfer.training import run
 
             start = time.perf_counter()

@@ -60,7 +60,7 @@ def save_part(part: str, value) -> None:
 def source_cnn(work: Path, seed: int) -> Path:
     """The digits 0-4 source CNN with BatchNorm, trained on digits_0_4 at 32x32; its model.keras."""
     from keras_transfer.config import from_dict
-    from keras_transfer.notebook_support import digits_cnn
+    from keras_transfer._notebook import digits_cnn
     from keras_transfer.training import run
 
     digits_cnn((32, 32, 3), seed=seed, batch_norm=True).save(work / "init.keras")
@@ -288,7 +288,7 @@ def _summary(results: dict) -> dict:
 
 def figures(results: dict, folder: Path = Path(__file__).parents[1] / "docs" / "figures") -> None:
     """docs/figures/plates_letters.png (samples of the two sources) and active_learning.png (the curves)."""
-    from keras_transfer import plots
+    from keras_transfer.core import plots
     from keras_transfer.data.synthetic import render
 
     fig, axes = plots.new_figure(2, 10, size=(12, 2.8), squeeze=False)

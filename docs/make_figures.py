@@ -4,7 +4,7 @@
 
 Full mode uses the real flower photos of ../shared/data/flowers5 when that folder exists (else
 tfds:tf_flowers, which needs a download). Each notebook calls
-`keras_transfer.notebook_support.save_figure(fig, name)`, which writes docs/figures/<name>.png
+`keras_transfer._notebook.save_figure(fig, name)`, which writes docs/figures/<name>.png
 because this script sets KT_FIGURES. The executed notebooks are not kept: the committed ones
 stay free of outputs.
 """

@@ -6,9 +6,20 @@ import os
 import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-# TensorFlow logs (CUDA probing on CPU-only machines, oneDNN notices) drown the output users came
-# for; TensorFlow reads this once, when imported, so it must be set before.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# A command (`python -m keras_transfer.X`, where argv[0] is "-m" while the package is imported, or
+# the `keras-transfer` console script) starts quietly: TensorFlow's start-up lines are dropped
+# unless --verbose or KT_VERBOSE=1 asks for them. A library user's process is left as it is.
+_COMMAND = sys.argv[:1] == ["-m"] or os.path.basename(sys.argv[0]) in ("keras-transfer", "keras-transfer.exe")
+if _COMMAND:
+    from keras_transfer.core.quiet import quiet_tensorflow_start, wants_verbose
+
+    if not wants_verbose(sys.argv):
+        quiet_tensorflow_start()
+else:
+    # TensorFlow's own notices (CUDA probing on CPU-only machines, oneDNN) drown a notebook's
+    # output; TensorFlow reads this once, when imported, so it is set before.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 
@@ -39,7 +50,6 @@ def __getattr__(name: str):
 
 
 # `import keras_transfer` registers the layers, as the README promises to users who load a saved
-# model. A command (`python -m keras_transfer.X`, where argv[0] is "-m" while the package is
-# imported) registers where it loads or builds a model instead, and its --help stays instant.
-if sys.argv[:1] != ["-m"]:
+# model. A command registers where it loads or builds a model instead, and its --help stays instant.
+if not _COMMAND:
     register_serializables()

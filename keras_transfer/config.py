@@ -20,8 +20,8 @@ from importlib import resources
 
 import yaml
 
-from keras_transfer._names import unknown_name_message
-from keras_transfer.constraints import Constraint, Interval, OneOf, check_constraints
+from keras_transfer.core.names import unknown_name_message
+from keras_transfer.core.constraints import Constraint, Interval, OneOf, check_constraints
 from keras_transfer.data.pipeline import DATA_CONSTRAINTS, DataConfig
 from keras_transfer.heads import HEAD_CONSTRAINTS, TASKS
 from keras_transfer.layers import VIEWS

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import keras
 
-from keras_transfer._names import unknown_name_message
+from keras_transfer.core.names import unknown_name_message
 from keras_transfer.backbones import HEAD_BLOCK, backbone_blocks
 
 TrainableSpec = str | Sequence[str]

@@ -11,8 +11,8 @@ from typing import Any
 
 import keras
 
-from keras_transfer._names import unknown_name_message
-from keras_transfer.constraints import Interval, OneOf, check_constraints
+from keras_transfer.core.names import unknown_name_message
+from keras_transfer.core.constraints import Interval, OneOf, check_constraints
 
 TASKS = ("multiclass", "binary", "multilabel", "regression")
 POOLINGS = ("avg", "max", "flatten")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from IPython.display import Image, display
 
-from keras_transfer.notebook_support import photo_source, save_figure, show_images, small_mode
+from keras_transfer._notebook import photo_source, save_figure, show_images, small_mode
 
 SMALL = small_mode()  # KT_SMALL=1: the test suite's quick version
 print("small mode" if SMALL else "full mode")"""
@@ -38,7 +38,7 @@ fine-tune it in two stages: first the new head alone, then the top two blocks wi
 per-block learning rates. Then we evaluate it, export a SavedModel and use it."""),
         ("code", SETUP),
         ("code", """\
-from keras_transfer.notebook_support import write_image_folder
+from keras_transfer._notebook import write_image_folder
 
 work = Path("work/01_quickstart")
 folder = write_image_folder(work / "digits", "digits", per_class=30 if SMALL else None, image_size=(64, 64))
@@ -46,7 +46,7 @@ print(sorted(p.name for p in folder.iterdir()), sum(1 for _ in folder.rglob("*.p
         ("md", """\
 ## The configuration
 
-The same keys as a YAML file for `python -m keras_transfer.train --config`. The head stage
+The same keys as a YAML file for `keras-transfer train --config`. The head stage
 trains on features computed once (the backbone is frozen and the images unaugmented for it);
 the second stage trains the top two blocks at a tenth of the rate, halved again per block."""),
         ("code", """\
@@ -143,7 +143,7 @@ dense = run(config, Path("work/02_feature_extractor/dense"), log=lambda line: No
 dense_seconds = time.perf_counter() - started   # its own feature pass included
 dense_accuracy = dense.metrics["test"]["accuracy"]"""),
         ("code", """\
-from keras_transfer.plots import new_figure
+from keras_transfer.core.plots import new_figure
 
 rows = [("linear SVM on features", svm_accuracy, feature_seconds + svm_seconds),
         ("Dense head on features", dense_accuracy, dense_seconds)]
@@ -166,7 +166,7 @@ backbone on your own data."""),
         ("code", """\
 from keras_transfer.backbones import build_backbone
 from keras_transfer.data import DataConfig, load_data
-from keras_transfer.features.layer_probe import plot_probe, probe_layers
+from keras_transfer.features.probe import plot_probe, probe_layers
 
 source = "digits" if SMALL else photo_source()
 size = (32, 32) if SMALL else (128, 128)
@@ -208,7 +208,7 @@ CNN and fine-tune the rest: how does accuracy depend on *n*?"""),
         ("code", SETUP),
         ("code", """\
 from keras_transfer.config import from_dict
-from keras_transfer.notebook_support import digits_cnn, notebook_seed
+from keras_transfer._notebook import digits_cnn, notebook_seed
 from keras_transfer.training import run
 
 SEED = notebook_seed()  # $KT_SEED, default 0: the initial weights, the splits and the few-shot picks
@@ -258,7 +258,7 @@ for k in sizes:
     curves["ImageNet Lite0"][k] = target_accuracy("efficientnet_lite0", k, train="head", run_name=f"imagenet-{k}")
     print(k or "all", {name: round(curve[k], 3) for name, curve in curves.items()})"""),
         ("code", """\
-from keras_transfer.plots import new_figure
+from keras_transfer.core.plots import new_figure
 
 if SMALL:  # the claim the test suite checks, with room: over seeds 0-10, transfer reached 0.60-0.79
     # at 5 per class and led scratch by 0.21-0.58 (README, "Small mode and the digits claim")

@@ -13,7 +13,7 @@ import yaml
 from keras_transfer.config import from_dict
 from keras_transfer.features import selection
 from keras_transfer.features.advisor import resolve_recipe
-from keras_transfer.features.layer_probe import ProbeResult, ProbeRow
+from keras_transfer.features.probe import ProbeResult, ProbeRow
 from tests.support import tiny_config, tiny_source
 
 BLOCKS = ["stem", "block3", "block5", "top"]
@@ -120,7 +120,7 @@ def test_an_explicit_head_type_runs_as_given_without_the_measurement_and_says_so
 
 
 def test_stages_named_on_the_command_line_are_not_overruled_by_auto(tmp_path):
-    from keras_transfer.train import _named
+    from keras_transfer.cli.train import _named
 
     assert _named(["training.stages.head.epochs=2", "data.seed=1"]) == ("training.stages",)
     assert _named(["model.cut_at=conv2", "model.head.C=0.1"]) == ("model.cut_at", "model.head.C")
@@ -152,8 +152,8 @@ def test_a_folder_with_train_and_val_but_no_test_trains_on_every_training_image(
 
 def test_a_classifier_on_the_mean_of_views_answers_the_same_in_the_run_evaluate_predict_and_exports(tmp_path, capsys):
     from keras_transfer.deploy import export_run, load_classifier
-    from keras_transfer.evaluate import main as evaluate
-    from keras_transfer.train import main as train
+    from keras_transfer.cli.evaluate import main as evaluate
+    from keras_transfer.cli.train import main as train
     from tests.support import digit_images
 
     raw = {"data": {"source": "digits", "image_size": [16, 16], "augment": [], "few_shot": 10},

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from keras_transfer.cli_util import run_cli
+from keras_transfer.cli.common import run_cli
 from keras_transfer.config import ConfigError, default_config_path, load_config
 
 
@@ -30,7 +30,7 @@ def test_the_largest_documented_image_size_is_accepted():
 
 
 def test_a_huge_image_size_is_refused_by_the_command_before_anything_is_written(tmp_path, capsys):
-    from keras_transfer import train
+    from keras_transfer.cli import train
 
     out = tmp_path / "run"
     status = run_cli(lambda: train.main(["--set", "data.image_size=[100000, 100000]", "--output-dir", str(out)]))
@@ -59,7 +59,7 @@ def test_words_in_a_float_setting_are_still_refused():
 
 
 def test_invalid_yaml_in_set_is_one_line_and_exit_status_2(capsys):
-    from keras_transfer import train
+    from keras_transfer.cli import train
 
     for override in ("data.source=[1,", "data.source=!!python/object/apply:os.system ['true']", "data.source={a: 1",
                      "training.stages.0.epochs=!!binary x"):
@@ -70,7 +70,7 @@ def test_invalid_yaml_in_set_is_one_line_and_exit_status_2(capsys):
 
 
 def test_an_invalid_yaml_config_file_is_one_line_naming_the_file_and_line(tmp_path, capsys):
-    from keras_transfer import train
+    from keras_transfer.cli import train
 
     path = tmp_path / "broken.yaml"
     path.write_text("data:\n  source: digits\n  image_size: [96, 96\ntraining: {}\n")

@@ -187,8 +187,8 @@ def test_the_check_never_modifies_the_data_folder_and_writes_its_lists(tmp_path)
 
 
 def test_the_check_of_a_bad_source_is_one_line_naming_it(capsys):
-    from keras_transfer.check import main
-    from keras_transfer.cli_util import run_cli
+    from keras_transfer.cli.check import main
+    from keras_transfer.cli.common import run_cli
 
     assert run_cli(lambda: main(["/no/such/flowers"])) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -137,7 +137,7 @@ def test_the_saved_models_bytes_signature_decodes_as_training_does(tmp_path):
 def test_every_exif_orientation_turns_the_image_as_pil_does():
     from PIL import ImageOps
 
-    from keras_transfer.images import decode_image_tensor
+    from keras_transfer.data.images import decode_image_tensor
 
     stored = np.zeros((6, 10, 3), np.uint8)
     stored[:3, :5] = 255  # one white quarter marks the corner

@@ -8,9 +8,9 @@ import shutil
 
 import pytest
 
-from keras_transfer.cli_util import run_cli
+from keras_transfer.cli.common import run_cli
 from keras_transfer.deploy import export_run
-from keras_transfer.predict import main
+from keras_transfer.cli.predict import main
 from tests.support import DIGITS, png_bomb, save_digits, train_tiny_run
 
 

@@ -11,9 +11,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from keras_transfer.cli_util import run_cli
+from keras_transfer.cli.common import run_cli
 from keras_transfer.deploy import check_saved_model, denied_ops, export_saved_model
-from keras_transfer.predict import main as predict_main
+from keras_transfer.cli.predict import main as predict_main
 from tests.support import save_digits
 
 

@@ -101,7 +101,7 @@ def test_multi_worker_without_tf_config_or_output_dir_is_a_clear_error(tmp_path,
     with pytest.raises(RuntimeError, match="not valid JSON"):
         make_strategy("multi_worker")
     from keras_transfer.config import ConfigError
-    from keras_transfer.train import main
+    from keras_transfer.cli.train import main
 
     with pytest.raises(ConfigError, match="--output-dir"):
         main(["--set", "training.strategy=multi_worker"])

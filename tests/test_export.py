@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_transfer.cli_util import run_cli
+from keras_transfer.cli.common import run_cli
 from keras_transfer.deploy import (
     export_keras,
     export_run,
@@ -164,8 +164,8 @@ def test_a_bad_format_or_mode_is_refused_before_anything_is_written(trained_run,
                                                                     expected):
     import shutil
 
-    from keras_transfer.cli_util import run_cli
-    from keras_transfer.export import main
+    from keras_transfer.cli.common import run_cli
+    from keras_transfer.cli.export import main
 
     run_dir = tmp_path / "run"
     shutil.copytree(trained_run.run_dir, run_dir, ignore=shutil.ignore_patterns("export"))
@@ -177,8 +177,8 @@ def test_a_bad_format_or_mode_is_refused_before_anything_is_written(trained_run,
 def test_an_export_folder_that_cannot_be_written_is_one_line_and_exit_2(trained_run, tmp_path, capsys):
     import shutil
 
-    from keras_transfer.cli_util import run_cli
-    from keras_transfer.export import main
+    from keras_transfer.cli.common import run_cli
+    from keras_transfer.cli.export import main
 
     run_dir = tmp_path / "run"
     shutil.copytree(trained_run.run_dir, run_dir, ignore=shutil.ignore_patterns("export"))
@@ -207,8 +207,8 @@ def test_a_read_only_file_system_is_one_line_and_exit_2_before_writing(trained_r
     import shutil
     import tempfile
 
-    from keras_transfer.cli_util import run_cli
-    from keras_transfer.export import main
+    from keras_transfer.cli.common import run_cli
+    from keras_transfer.cli.export import main
 
     run_dir = tmp_path / "run"
     shutil.copytree(trained_run.run_dir, run_dir, ignore=shutil.ignore_patterns("export"))
@@ -239,7 +239,7 @@ def test_export_and_predict_clis_label_images_in_every_format_and_survive_a_brok
                                                                                         capsys):
     # In-process: the CLIs' own code paths, without a TensorFlow start-up per call (a fresh
     # process is tested above, where it matters: serving without our code).
-    from keras_transfer import export, predict
+    from keras_transfer.cli import export, predict
 
     status = run_cli(lambda: export.main(["--run", str(trained_run.run_dir), "--format", "saved_model,keras,tflite,onnx",
                                           "--tflite", "float32,int8"]))

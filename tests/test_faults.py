@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from keras_transfer.config import ConfigError, default_config_path, from_dict, load_config
-from keras_transfer.files import FolderBusyError, atomic_folder, atomic_write_text, claimed_folder
+from keras_transfer.core.files import FolderBusyError, atomic_folder, atomic_write_text, claimed_folder
 from keras_transfer.training.checkpoint import Checkpointer
 from tests.support import tiny_config, two_layer_model
 
@@ -49,7 +49,7 @@ def test_when_every_checkpoint_is_damaged_resume_says_how_to_start_over(tmp_path
 
 
 def test_a_second_run_into_a_folder_in_use_is_refused_with_one_line(tmp_path, capsys):
-    from keras_transfer import train
+    from keras_transfer.cli import train
 
     out = tmp_path / "run"
     with claimed_folder(out):
@@ -73,7 +73,7 @@ def test_claiming_a_folder_then_failing_leaves_nothing_behind(tmp_path):
 
 
 def test_an_unwritable_output_dir_is_refused_before_data_is_loaded(tmp_path, capsys, monkeypatch):
-    from keras_transfer import train
+    from keras_transfer.cli import train
 
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
@@ -87,7 +87,7 @@ def test_an_unwritable_output_dir_is_refused_before_data_is_loaded(tmp_path, cap
 
 @pytest.mark.parametrize("error", [PermissionError(13, "Permission denied", "x"), __import__("zipfile").BadZipFile("bad")])
 def test_every_cli_turns_os_and_archive_errors_into_one_line(error, capsys):
-    from keras_transfer.cli_util import run_cli
+    from keras_transfer.cli.common import run_cli
 
     def main():
         raise error

@@ -127,7 +127,7 @@ def _solution2_config(tmp_path: Path, **head) -> Path:
 
 
 def test_train_cli_with_an_external_classifier_writes_a_complete_run(tmp_path):
-    from keras_transfer.train import main
+    from keras_transfer.cli.train import main
 
     run_dir = tmp_path / "run"
     assert main(["--config", str(_solution2_config(tmp_path, type="logistic")), "--output-dir", str(run_dir)]) == 0
@@ -146,7 +146,7 @@ def test_train_cli_with_an_external_classifier_writes_a_complete_run(tmp_path):
     assert 0.0 < metrics["cross_validation"]["accuracy"] <= 1.0 and metrics["cross_validation"]["folds"] == 5
     assert metrics["test"]["accuracy"] > 0.5  # 10 classes: chance is 0.1
     # The saved model alone reproduces the reported test accuracy.
-    from keras_transfer.evaluate import main as evaluate
+    from keras_transfer.cli.evaluate import main as evaluate
 
     assert evaluate(["--run", str(run_dir), "--json"]) == 0
 

@@ -21,7 +21,7 @@ from PIL import Image
 from keras_transfer.backbones.torch_state import CorruptCheckpointError, read_legacy_state_dict
 from keras_transfer.data import DataConfig, load_data
 from keras_transfer.data.cache import cache_key
-from keras_transfer.images import ImageReadError, image_header, read_rgb
+from keras_transfer.data.images import ImageReadError, image_header, read_rgb
 
 # --- crafted legacy .pth files, written opcode by opcode (no torch needed) -----------------------
 

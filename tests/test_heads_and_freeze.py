@@ -138,8 +138,8 @@ def test_describe_counts_every_parameter_once_by_block(lite_backbone):
 
 def _cli(capsys, *args) -> tuple[int, str, str]:
     """The describe CLI in this process: (exit status, stdout, stderr)."""
-    from keras_transfer import describe
-    from keras_transfer.cli_util import run_cli
+    from keras_transfer.cli import describe
+    from keras_transfer.cli.common import run_cli
 
     status = run_cli(lambda: describe.main(list(args)))
     out, err = capsys.readouterr()

@@ -255,7 +255,7 @@ def test_every_run_writes_its_mistakes_gradcam_and_report(tiny_run):
 
 
 def test_evaluate_prints_f1_and_writes_mistakes_with_tta(tiny_run, capsys):
-    from keras_transfer.evaluate import main as evaluate
+    from keras_transfer.cli.evaluate import main as evaluate
 
     run_dir = tiny_run / "run"
     assert evaluate(["--run", str(run_dir), "--split", "val", "--tta"]) == 0
@@ -277,8 +277,8 @@ def _digit_folder(root, per_class=3):
 
 
 def test_evaluate_on_other_data_refuses_a_split_it_does_not_have(tiny_run, tmp_path, capsys):
-    from keras_transfer.cli_util import run_cli
-    from keras_transfer.evaluate import main as evaluate
+    from keras_transfer.cli.common import run_cli
+    from keras_transfer.cli.evaluate import main as evaluate
 
     folder = _digit_folder(tmp_path / "new")
     args = ["--run", str(tiny_run / "run"), "--data", f"folder:{folder}"]
@@ -291,7 +291,7 @@ def test_evaluate_on_other_data_refuses_a_split_it_does_not_have(tiny_run, tmp_p
 
 
 def test_explain_writes_overlays_for_the_users_images(tiny_run, tmp_path, capsys):
-    from keras_transfer.explain import main as explain
+    from keras_transfer.cli.explain import main as explain
 
     folder = _digit_folder(tmp_path / "imgs", per_class=1)
     out = tmp_path / "cam.png"
@@ -302,7 +302,7 @@ def test_explain_writes_overlays_for_the_users_images(tiny_run, tmp_path, capsys
 
 
 def test_visualize_draws_one_row_per_block(tiny_run, tmp_path, capsys):
-    from keras_transfer.visualize import main as visualize
+    from keras_transfer.cli.visualize import main as visualize
 
     out = tmp_path / "patches.png"
     assert visualize(["--config", str(tiny_run / "config.yaml"), "--images", "64", "--out", str(out)]) == 0
@@ -315,7 +315,7 @@ def test_visualize_draws_one_row_per_block(tiny_run, tmp_path, capsys):
 def test_a_solution_two_knn_run_gets_its_report_but_no_gradcam(tmp_path, capsys):
     import yaml
 
-    from keras_transfer.train import main as train
+    from keras_transfer.cli.train import main as train
 
     raw = {"data": {"source": "digits", "image_size": [16, 16], "augment": [], "few_shot": 20},
            "model": {"backbone": str(_tiny_source(tmp_path / "tiny.keras")), "head": {"type": "knn"}}}
@@ -329,8 +329,8 @@ def test_a_solution_two_knn_run_gets_its_report_but_no_gradcam(tmp_path, capsys)
 
 
 def test_explain_names_a_missing_model_or_a_savedmodel_without_layers_in_one_line(tmp_path, capsys):
-    from keras_transfer.cli_util import run_cli
-    from keras_transfer.explain import main as explain
+    from keras_transfer.cli.common import run_cli
+    from keras_transfer.cli.explain import main as explain
 
     assert run_cli(lambda: explain(["--model", str(tmp_path / "nowhere"), "x.png"])) == 2
     assert f"--model {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
@@ -340,7 +340,7 @@ def test_explain_names_a_missing_model_or_a_savedmodel_without_layers_in_one_lin
 
 
 def test_visualize_of_a_run_lands_in_its_report(tiny_run, capsys):
-    from keras_transfer.visualize import main as visualize
+    from keras_transfer.cli.visualize import main as visualize
 
     run_dir = tiny_run / "run"
     assert visualize(["--run", str(run_dir), "--images", "32"]) == 0

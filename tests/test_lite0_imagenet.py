@@ -18,7 +18,7 @@ from keras_transfer.backbones import build_backbone
 from keras_transfer.backbones.imagenet import decode_predictions, imagenet_classes
 from keras_transfer.backbones.lite_weights import imagenet_weights_path, source_weights_file
 from keras_transfer.backbones.torch_state import UnsafeCheckpointError, read_legacy_state_dict
-from keras_transfer.images import resize_rgb
+from keras_transfer.data.images import resize_rgb
 
 
 def _photos():

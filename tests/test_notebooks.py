@@ -23,7 +23,7 @@ def test_there_are_five_notebooks_committed_without_outputs():
 def test_notebooks_import_notebook_support_and_draw_without_pyplot():
     for path in NOTEBOOKS:
         source = "\n".join(cell.source for cell in nbformat.read(path, as_version=4).cells)
-        assert "keras_transfer.notebook_support" in source and "keras_transfer.examples" not in source, path.name
+        assert "keras_transfer._notebook" in source and "keras_transfer.examples" not in source, path.name
         assert "matplotlib.pyplot" not in source and "plt." not in source, path.name
 
 

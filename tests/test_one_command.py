@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from keras_transfer import train
+from keras_transfer.cli import train
 from keras_transfer.config import ConfigError, apply_override, from_dict, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +28,7 @@ def photos(tmp_path) -> Path:
 
 
 def _configured(*argv: str):
-    args = train._parser().parse_args(list(argv))
+    args = train.build_parser().parse_args(list(argv))
     path, config = train._config(args)
     return path, config, train._run_name(path, config)
 
@@ -95,7 +95,7 @@ def test_stage_errors_name_the_stage_as_set_addresses_it():
 
 
 def test_the_packaged_photos_config_loads_by_name():
-    config = load_config(train._config(train._parser().parse_args(["--config", "photos"]))[0])
+    config = load_config(train._config(train.build_parser().parse_args(["--config", "photos"]))[0])
     assert config.data.image_size == (224, 224)
 
 
@@ -111,7 +111,7 @@ def test_help_answers_without_importing_tensorflow(command):
 
 
 def test_lr_find_warns_instead_of_suggesting_when_the_loss_only_fell():
-    from keras_transfer.training.lr_range_test import _no_edge_warning
+    from keras_transfer.training.lr_find import _no_edge_warning
 
     rates = [10 ** (-7 + i * 8 / 99) for i in range(100)]
     falling = [2.0 - i / 100 for i in range(100)]

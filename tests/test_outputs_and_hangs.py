@@ -94,7 +94,7 @@ def _photo_folder(root: Path, per_class: int = 3) -> Path:
 
 
 def test_training_from_inside_the_data_folder_is_refused_before_anything_is_created(tmp_path, monkeypatch):
-    from keras_transfer import train
+    from keras_transfer.cli import train
     from keras_transfer.config import ConfigError
 
     photos = _photo_folder(tmp_path / "photos")
@@ -107,7 +107,7 @@ def test_training_from_inside_the_data_folder_is_refused_before_anything_is_crea
 
 
 def test_a_refused_claim_removes_the_parent_folders_it_created(tmp_path):
-    from keras_transfer.files import claimed_folder
+    from keras_transfer.core.files import claimed_folder
 
     (tmp_path / "kept").mkdir()
     with pytest.raises(ValueError):

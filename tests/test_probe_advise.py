@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from keras_transfer.features.advisor import BN_SHIFT_LIMIT, PROBE_MARGIN, SMALL_PER_CLASS, bn_shift, place
-from keras_transfer.features.layer_probe import ProbeResult, ProbeRow
+from keras_transfer.features.probe import ProbeResult, ProbeRow
 from tests.support import tiny_source
 
 
@@ -26,7 +26,7 @@ def _config(tmp_path: Path, backbone: Path | None = None, **data) -> Path:
 
 
 def test_probe_cli_covers_every_block_and_writes_json_table_and_plot(tmp_path, capsys):
-    from keras_transfer.probe import main
+    from keras_transfer.cli.probe import main
 
     out = tmp_path / "probe"
     assert main(["--config", str(_config(tmp_path, few_shot=20)), "--output-dir", str(out)]) == 0
@@ -44,8 +44,8 @@ def test_probe_cli_covers_every_block_and_writes_json_table_and_plot(tmp_path, c
 
 
 def test_probe_cli_refuses_an_unknown_layer_with_the_closest_one(tmp_path, capsys):
-    from keras_transfer.cli_util import run_cli
-    from keras_transfer.probe import main
+    from keras_transfer.cli.common import run_cli
+    from keras_transfer.cli.probe import main
 
     code = run_cli(lambda: main(["--config", str(_config(tmp_path)), "--layers", "conv4x",
                                  "--output-dir", str(tmp_path / "p")]))
@@ -89,7 +89,7 @@ def test_bn_shift_measures_standard_deviations_from_the_moving_statistics():
 
 
 def test_advise_cli_places_few_and_many_examples_differently_and_writes_a_runnable_config(tmp_path, capsys):
-    from keras_transfer.advise import main
+    from keras_transfer.cli.advise import main
     from keras_transfer.config import load_config
 
     config = _config(tmp_path)
@@ -118,7 +118,7 @@ def _quick_learner(path: Path) -> Path:
 
 def test_lr_find_sweeps_up_finds_a_valley_stops_on_divergence_and_suggests_a_tenth_of_it(tmp_path):
     from keras_transfer.config import load_config
-    from keras_transfer.training.lr_range_test import lr_find
+    from keras_transfer.training.lr_find import lr_find
 
     config = load_config(_config(tmp_path, _quick_learner(tmp_path / "quick.keras")))
     result = lr_find(config, 0, start_lr=1e-4, end_lr=1e3, steps=300)
@@ -133,8 +133,8 @@ def test_lr_find_sweeps_up_finds_a_valley_stops_on_divergence_and_suggests_a_ten
 
 
 def test_lr_find_cli_names_the_stages_when_the_stage_is_unknown(tmp_path, capsys):
-    from keras_transfer.cli_util import run_cli
-    from keras_transfer.lr_find import main
+    from keras_transfer.cli.common import run_cli
+    from keras_transfer.cli.lr_find import main
 
     assert run_cli(lambda: main(["--config", str(_config(tmp_path)), "--stage", "tops"])) == 2
     err = capsys.readouterr().err

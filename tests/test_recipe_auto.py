@@ -124,7 +124,7 @@ def test_training_refuses_an_auto_config_that_was_not_resolved(tmp_path):
 
 
 def test_the_train_command_saves_the_resolved_config_so_resume_repeats_it(tmp_path, capsys):
-    from keras_transfer.train import main
+    from keras_transfer.cli.train import main
 
     path = tmp_path / "auto.yaml"
     path.write_text(yaml.safe_dump(_auto(tmp_path, few_shot=3)))

@@ -137,7 +137,7 @@ def test_solution_ii_heads_refuse_regression_and_point_to_a_dense_head(tmp_path)
     with pytest.raises(ConfigError, match="model.task: regression use model.head.type: dense"):
         from_dict(regression_config(tmp_path, csv, task="regression", head={"type": "logistic"}))
     # Detected from the data, with the config's default task (multiclass): refused when loaded.
-    with pytest.raises(ValueError, match="holds regression targets; train them with python -m keras_transfer.train "
+    with pytest.raises(ValueError, match="holds regression targets; train them with keras-transfer train "
                                          "and model.head.type: dense"):
         run_feature_classifier(from_dict(regression_config(tmp_path, csv, head={"type": "logistic"})),
                                tmp_path / "run", log=lambda _: None)
@@ -182,7 +182,7 @@ def test_saved_model_reloads_and_predicts_in_the_targets_units(trained):
 
 
 def test_evaluate_and_predict_print_regression_values(trained, capsys):
-    from keras_transfer import evaluate, predict
+    from keras_transfer.cli import evaluate, predict
 
     result, images, _, csv = trained
     assert evaluate.main(["--run", str(result.run_dir), "--json"]) == 0

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from keras_transfer.config import from_dict, load_config
-from keras_transfer.files import read_labels, write_labels
+from keras_transfer.core.files import read_labels, write_labels
 from keras_transfer.training import run
 from tests.support import save_digits, tiny_source
 
@@ -59,7 +59,7 @@ def workspace(interrupted, tmp_path):
 
 
 def _resume(folder: Path, capsys) -> tuple[int, list[str], str]:
-    from keras_transfer import train
+    from keras_transfer.cli import train
 
     status = train.run_cli(lambda: train.main(["--output-dir", str(folder / "run"), "--resume"]))
     out = capsys.readouterr()
@@ -89,7 +89,7 @@ def test_photos_added_between_a_kill_and_resume_never_move_images_between_splits
     assert report["test"]["examples"] == started_with, "the test split is the one the run started with"
     assert "18 image(s) added" in out and "not used" in out, out
     assert (workspace / "run" / "split.json").read_bytes() == record
-    from keras_transfer import evaluate
+    from keras_transfer.cli import evaluate
 
     assert evaluate.run_cli(lambda: evaluate.main(["--run", str(workspace / "run"), "--json"])) == 0
     printed = capsys.readouterr().out
@@ -141,7 +141,7 @@ def test_a_split_setting_edited_in_config_yaml_is_refused_on_resume(workspace, c
 
 
 def test_changed_arrays_are_refused_on_resume(tmp_path, capsys):
-    from keras_transfer import train
+    from keras_transfer.cli import train
 
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 256, (24, 16, 16, 3), dtype=np.uint8), np.arange(24) % 3
@@ -177,7 +177,7 @@ def test_a_labels_txt_edited_on_windows_reads_back_the_same_names(tmp_path):
 
 
 def test_awkward_class_folders_train_and_read_back_exactly_and_print_escaped(tmp_path, capsys):
-    from keras_transfer import train
+    from keras_transfer.cli import train
 
     names = ["esc\x1b[2Jape", "two\nlines", " spaced "]
     for name in names:
@@ -310,7 +310,7 @@ def _photos_and_text(tmp_path: Path) -> Path:
 def _plant_manifest(root: Path, cache: Path, verdicts: dict[str, list]) -> None:
     """Write a manifest for `root` that gives `verdicts` (relative path -> [reason, height, width])."""
     from keras_transfer.data.manifest import ScanManifest
-    from keras_transfer.images import DEFAULT_MAX_PIXELS
+    from keras_transfer.data.images import DEFAULT_MAX_PIXELS
 
     store = ScanManifest.open(cache, root, DEFAULT_MAX_PIXELS).store
     entries = {}
@@ -404,7 +404,7 @@ def test_a_keras_file_whose_config_inflates_to_gigabytes_is_refused_before_keras
 
     import keras
 
-    from keras_transfer.archives import MAX_CONFIG_BYTES
+    from keras_transfer.core.archives import MAX_CONFIG_BYTES
     from keras_transfer.deploy.inference import load_classifier
 
     path = tmp_path / "model.keras"

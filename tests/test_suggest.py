@@ -49,8 +49,8 @@ def test_suggestions_are_uncertain_diverse_and_the_same_for_a_seed():
 
 
 def test_the_suggest_command_writes_a_csv_and_a_contact_sheet_the_same_for_a_seed(tmp_path, trained_run, capsys):
-    from keras_transfer.cli_util import run_cli
-    from keras_transfer.suggest import main
+    from keras_transfer.cli.common import run_cli
+    from keras_transfer.cli.suggest import main
     from tests.support import digit_images
 
     pool = tmp_path / "pool"

@@ -193,7 +193,7 @@ def _cli_run(*args, timeout=600):
 
 def _cli_in_process(capsys, *args) -> tuple[int, str]:
     """The train CLI in this process (exit status, stderr): error paths need no TensorFlow start-up."""
-    from keras_transfer import train
+    from keras_transfer.cli import train
 
     status = train.run_cli(lambda: train.main([str(a) for a in args]))
     return status, capsys.readouterr().err
@@ -233,7 +233,7 @@ def test_default_config_run_produces_every_file(tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"val", "test"} and "confusion_matrix" in metrics["test"]
     assert load_config(out / "config.yaml").data.image_size == (32, 32)
-    from keras_transfer import evaluate
+    from keras_transfer.cli import evaluate
 
     capsys.readouterr()
     status = evaluate.run_cli(lambda: evaluate.main(["--run", str(out), "--json"]))

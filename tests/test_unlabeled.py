@@ -89,8 +89,8 @@ def test_a_misspelt_or_missing_unlabeled_source_is_one_error_naming_data_unlabel
 
 
 def test_the_train_command_refuses_a_bad_unlabeled_source_in_one_line_before_writing(tmp_path, capsys):
-    from keras_transfer.train import main
-    from keras_transfer.cli_util import run_cli
+    from keras_transfer.cli.train import main
+    from keras_transfer.cli.common import run_cli
 
     out = tmp_path / "run"
     status = run_cli(lambda: main(["--set", f"data.unlabeled={tmp_path / 'missing'}", "--output-dir", str(out)]))

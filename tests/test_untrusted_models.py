@@ -11,10 +11,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from keras_transfer.cli_util import run_cli
+from keras_transfer.cli.common import run_cli
 from keras_transfer.deploy import ModelFileError, load_classifier, tflite_interpreter
 from keras_transfer.deploy.onnx import onnx_session
-from keras_transfer.predict import main as predict_main
+from keras_transfer.cli.predict import main as predict_main
 from tests.support import save_digits
 
 _ACTIVATION = (1, 8, 8, 4)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import keras
 
-from keras_transfer._names import unknown_name_message
+from keras_transfer.core.names import unknown_name_message
 from keras_transfer.backbones.blocks import LayerRule, assign_blocks
 from keras_transfer.backbones.registry import FAMILIES, Family, family_of_model_name, resolve_pretrained
 from keras_transfer.backbones.weights_home import WeightsUnavailableError, keras_home
@@ -147,7 +147,7 @@ def _build_from_source(
 
     register_serializables()  # a run's model.keras as a source holds the toolkit's layers
     try:
-        from keras_transfer.archives import check_keras_archive
+        from keras_transfer.core.archives import check_keras_archive
 
         check_keras_archive(path)  # member sizes, before Keras inflates any
         # safe_mode refuses Lambda layers and other serialised Python code: an untrusted

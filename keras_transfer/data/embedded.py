@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from keras_transfer._names import unknown_name_message
+from keras_transfer.core.names import unknown_name_message
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ def split_record(bundle: DataBundle) -> dict[str, Any]:
 
 def write_split_record(bundle: DataBundle, path: str | os.PathLike) -> None:
     """Write `split_record(bundle)` to `path` (atomic)."""
-    from keras_transfer.files import atomic_write_text
+    from keras_transfer.core.files import atomic_write_text
 
     atomic_write_text(path, json.dumps(split_record(bundle), separators=(",", ":")))
 
@@ -123,8 +123,8 @@ def recorded_data(config: DataConfig, path: str | os.PathLike, *, task: str | No
 
 def check_run_classes(labels: Path, bundle: DataBundle) -> None:
     """For a run from before split.json: refuse to resume on data whose classes differ from its `labels.txt`."""
-    from keras_transfer._names import printable
-    from keras_transfer.files import read_labels
+    from keras_transfer.core.names import printable
+    from keras_transfer.core.files import read_labels
 
     if labels.is_file() and read_labels(labels) != bundle.class_names:
         raise ValueError(f"the classes of {bundle.config.source} ({printable(', '.join(bundle.class_names))}) "
@@ -160,7 +160,7 @@ def _say_what_is_new(config: DataConfig, names: list[str], kept: set[str], recor
     classes = sorted({label for records in by_split.values() for labels in records.labels for label in labels}
                      - set(names))
     if new or classes:
-        from keras_transfer._names import printable
+        from keras_transfer.core.names import printable
 
         extra = f", in new class folder(s) {printable(', '.join(classes))}" if classes else ""
         log(f"{len(new)} image(s) added to {config.source} since the run started{extra} are not used: the run "

@@ -88,7 +88,7 @@ class ScanManifest:
         """
         if self.store is None or self.seen == self.entries:
             return
-        from keras_transfer.files import atomic_write_text
+        from keras_transfer.core.files import atomic_write_text
 
         content = {"version": MANIFEST_VERSION, "source": self.identity, "max_pixels": self.max_pixels,
                    "entries": self.seen}

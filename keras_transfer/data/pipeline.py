@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from keras_transfer._names import unknown_name_message
-from keras_transfer.constraints import Interval, OneOf, check_constraints
+from keras_transfer.core.names import unknown_name_message
+from keras_transfer.core.constraints import Interval, OneOf, check_constraints
 from keras_transfer.data.augment import augment_statelessly, augmentation_layers, augmentation_model
 from keras_transfer.data.cache import CACHE_MODES, cache, cache_folder, cache_mode
 from keras_transfer.data.manifest import ScanManifest
@@ -30,7 +30,7 @@ from keras_transfer.data.health import (auto_balance, class_balance, content_dig
                                         duplicate_groups, group_ids, leave_out)
 from keras_transfer.data.records import Records, Skipped, csv_records, drop_bad_files, folder_records
 from keras_transfer.data.split import BALANCE_MODES, balance_indices, class_weights, few_shot, stratified_split
-from keras_transfer.images import DEFAULT_MAX_PIXELS, RESIZE_POLICIES, decode_image_tensor, on_white, resize_image
+from keras_transfer.data.images import DEFAULT_MAX_PIXELS, RESIZE_POLICIES, decode_image_tensor, on_white, resize_image
 
 SOURCE_KINDS = ("folder", "csv", "tfds", "npz")
 MAX_IMAGE_SIDE = 4096  # data.image_size per side: one 4096x4096 RGB float batch of 32 is 6.4 GB already
@@ -61,7 +61,7 @@ class DataConfig:
     `few_shot: k` keeps k training examples per class. `balance`: auto (class weights when the
     largest class has more than 1.5x the images of the smallest, else none) | none | class_weight |
     oversample | undersample. `exclude`: a text file of image paths (relative to the data folder,
-    or absolute) to leave out, e.g. edited from `python -m keras_transfer.check`'s CSVs. `augment`
+    or absolute) to leave out, e.g. edited from `keras-transfer check`'s CSVs. `augment`
     lists augmentations (or maps them to strengths), applied in the tf.data map on CPU
     (`augment_in: data`) or inside the model on the accelerator (`model`).
     `resize`: resize | crop_to_aspect_ratio | pad. `cache`: auto (memory if it fits, else disk) |
@@ -332,7 +332,7 @@ class DataBundle:
 
     def write_report(self, path: str | os.PathLike) -> None:
         """Write `report()` as JSON to `path`."""
-        from keras_transfer.files import atomic_write_text
+        from keras_transfer.core.files import atomic_write_text
 
         atomic_write_text(path, json.dumps(self.report(), indent=2))
 
@@ -378,7 +378,7 @@ def load_data(config: DataConfig, *, x: np.ndarray | None = None, y: np.ndarray 
 
 
 def _from_records(config: DataConfig, by_split: dict[str, Records], source: Path) -> DataBundle:
-    from keras_transfer.progress import MIN_FILES
+    from keras_transfer.core.progress import MIN_FILES
 
     skipped: list[Skipped] = []
     excluded: list[str] = []

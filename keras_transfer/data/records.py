@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from keras_transfer.data.manifest import ScanManifest
-from keras_transfer.images import DEFAULT_MAX_PIXELS, ImageReadError, image_decoder, image_header
+from keras_transfer.data.images import DEFAULT_MAX_PIXELS, ImageReadError, image_decoder, image_header
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 TRAINING_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")  # what tf.io.decode_image reads (PIL's names)
@@ -113,7 +113,7 @@ def check_distinct_names(names: list[str], where: str | os.PathLike) -> None:
     for name in names:
         key = unicodedata.normalize("NFC", name)
         if key in seen and seen[key] != name:
-            from keras_transfer._names import printable
+            from keras_transfer.core.names import printable
 
             raise ValueError(f"{where}: class names {ascii(seen[key])} and {ascii(name)} look identical ({printable(key)}) "
                              "but are spelt with different Unicode code points (NFC and NFD); rename or merge "
@@ -270,7 +270,7 @@ def drop_bad_files(records: Records, threads: int = 8, max_pixels: int = DEFAULT
     verdict without decoding; every other file is decoded and recorded in the manifest (the
     caller saves it).
     """
-    from keras_transfer.progress import MIN_FILES, with_progress
+    from keras_transfer.core.progress import MIN_FILES, with_progress
 
     problems: list[str | None] = [None] * len(records.paths)
     unknown: list[tuple[int, os.stat_result | None]] = []

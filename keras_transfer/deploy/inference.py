@@ -19,12 +19,12 @@ import numpy as np
 
 from keras_transfer.deploy.parity import two_way
 from keras_transfer.heads import inference_model
-from keras_transfer.images import DEFAULT_MAX_PIXELS
+from keras_transfer.data.images import DEFAULT_MAX_PIXELS
 
 
 def export_keras(model, path: str | os.PathLike) -> Path:
     """Write the model, without its training state, as a `.keras` file (atomic)."""
-    from keras_transfer.files import atomic_file
+    from keras_transfer.core.files import atomic_file
 
     return atomic_file(Path(path), lambda tmp: inference_model(model).save(tmp))
 
@@ -43,7 +43,7 @@ class Classifier:
     @property
     def regression(self) -> bool:
         """True for a regression model: one output, the value of the target `labels[0]`."""
-        from keras_transfer.files import is_regression
+        from keras_transfer.core.files import is_regression
 
         return is_regression(self.labels)
 
@@ -69,19 +69,19 @@ def find_run_model(run_dir: str | os.PathLike) -> Path:
         if candidate is not None and candidate.exists():
             return candidate
     raise FileNotFoundError(f"{run_dir} holds no model (no export/saved_model/<version>, export/model.keras or "
-                            "model.keras): train into it with python -m keras_transfer.train first")
+                            "model.keras): train into it with keras-transfer train first")
 
 
 def _labels_beside(path: Path, outputs: int) -> list[str]:
     """The class names of the `labels.txt` nearest above `path`, checked against the model's `outputs`."""
-    from keras_transfer.files import check_label_count, read_labels
+    from keras_transfer.core.files import check_label_count, read_labels
 
     for folder in (path.parent, path.parent.parent, path.parent.parent.parent):
         if (folder / "labels.txt").is_file():
             labels = read_labels(folder / "labels.txt")
             check_label_count(labels, outputs, folder / "labels.txt")
             return labels
-    raise FileNotFoundError(f"no labels.txt beside {path}: export with python -m keras_transfer.export")
+    raise FileNotFoundError(f"no labels.txt beside {path}: export with keras-transfer export")
 
 
 def _resolve(path: Path) -> Path:
@@ -103,7 +103,7 @@ def load_classifier(path: str | os.PathLike, *, resize: str = "resize") -> Class
     Class names come from the model (SavedModel asset, ONNX metadata) or `labels.txt` beside it.
     Files without the resize inside (`.keras`, `.tflite`, `.onnx`) are resized here with `resize`.
     """
-    from keras_transfer.images import resize_rgb
+    from keras_transfer.data.images import resize_rgb
 
     path = _resolve(Path(path))
     if path.is_dir():
@@ -112,7 +112,7 @@ def load_classifier(path: str | os.PathLike, *, resize: str = "resize") -> Class
         from keras_transfer.deploy.op_guard import check_saved_model
 
         check_saved_model(path)  # before TensorFlow runs any of the model's functions
-        from keras_transfer.files import check_label_count, read_labels
+        from keras_transfer.core.files import check_label_count, read_labels
 
         serve = tf.saved_model.load(str(path)).signatures["serving_default"]
         produced = serve.structured_outputs
@@ -142,7 +142,7 @@ def load_classifier(path: str | os.PathLike, *, resize: str = "resize") -> Class
 
         session = onnx_session(path)
         size = tuple(int(d) for d in session.get_inputs()[0].shape[1:3])
-        from keras_transfer.files import check_label_count
+        from keras_transfer.core.files import check_label_count
 
         labels = onnx_labels(session)
         check_label_count(labels, _onnx_outputs(session), f"{path} (its 'labels' metadata)")
@@ -156,7 +156,7 @@ def load_classifier(path: str | os.PathLike, *, resize: str = "resize") -> Class
 
         register_serializables()
 
-        from keras_transfer.archives import check_keras_archive
+        from keras_transfer.core.archives import check_keras_archive
 
         check_keras_archive(path)  # member sizes, before Keras inflates any
         model = keras.saving.load_model(path, safe_mode=True)
@@ -179,7 +179,7 @@ def _onnx_outputs(session) -> int:
 def _scores(labels: list[str]) -> Callable[[np.ndarray], np.ndarray]:
     """How raw outputs become what `Classifier.predict` returns: class probabilities (a binary
     model's one sigmoid made two-way), or, for regression, the values as they are."""
-    from keras_transfer.files import is_regression
+    from keras_transfer.core.files import is_regression
 
     return (lambda outputs: np.asarray(outputs, dtype=np.float32)) if is_regression(labels) else two_way
 
@@ -208,10 +208,10 @@ def expand_image_paths(items: Iterable[str]) -> list[str]:
 def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read an image as uint8 RGB [H, W, 3], refusing one whose header declares more than `max_pixels`.
 
-    The size is read from the header before any decoding (`keras_transfer.images.read_rgb`), so a
+    The size is read from the header before any decoding (`keras_transfer.data.images.read_rgb`), so a
     tiny file that would decode into gigabytes costs nothing; the ImageReadError names the file.
     """
-    from keras_transfer.images import read_rgb
+    from keras_transfer.data.images import read_rgb
 
     return read_rgb(path, max_pixels)
 
@@ -233,7 +233,7 @@ def with_tta(classifier: Classifier, views: str | Sequence[str] = "auto") -> Cla
     (mirror only if it trained on flips), else crops only. Works for every format, because it
     only calls the classifier on more images.
     """
-    from keras_transfer._names import unknown_name_message
+    from keras_transfer.core.names import unknown_name_message
     from keras_transfer.interpret.tta import TTA_VIEWS, augmented_views, default_views
 
     if views == "auto":
@@ -261,7 +261,7 @@ def with_tta(classifier: Classifier, views: str | Sequence[str] = "auto") -> Cla
 def predict_paths(classifier: Classifier, paths: Iterable[str], *, top_k: int = 5,
                   max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[Prediction]:
     """Yield one `Prediction` per image path: its top-k classes, or the one-line reason it failed."""
-    from keras_transfer.images import ImageReadError
+    from keras_transfer.data.images import ImageReadError
 
     for path in paths:
         try:
@@ -284,7 +284,7 @@ def imagenet_classifier(backbone: str = "efficientnet_lite0", *, weights: str = 
     """A registered backbone with its ImageNet classifier, as a `Classifier` over the 1000 ImageNet classes."""
     from keras_transfer.backbones import build_backbone
     from keras_transfer.backbones.imagenet import imagenet_classes
-    from keras_transfer.images import resize_rgb
+    from keras_transfer.data.images import resize_rgb
 
     model = build_backbone(backbone, weights=weights, include_top=True)
     size = tuple(int(d) for d in model.input.shape[1:3])

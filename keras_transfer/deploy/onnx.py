@@ -17,7 +17,7 @@ import numpy as np
 
 from keras_transfer.deploy.model_files import ModelFileError, check_onnx_file, first_line
 from keras_transfer.deploy.parity import compare, keras_probabilities
-from keras_transfer.files import atomic_file
+from keras_transfer.core.files import atomic_file
 
 
 def export_onnx(model, path: str | os.PathLike, class_names: Sequence[str]) -> Path:
@@ -65,7 +65,7 @@ def onnx_labels(path_or_session) -> list[str]:
     session = onnx_session(path_or_session) if isinstance(path_or_session, (str, os.PathLike)) else path_or_session
     labels = session.get_modelmeta().custom_metadata_map.get("labels")
     if labels is None:
-        raise ValueError("this ONNX model has no 'labels' metadata: export it with python -m keras_transfer.export")
+        raise ValueError("this ONNX model has no 'labels' metadata: export it with keras-transfer export")
     return json.loads(labels)
 
 

@@ -4,7 +4,7 @@
 the training policy; `serve_bytes` takes encoded JPEG/PNG/GIF/BMP strings and reads each image's
 size from its header before decoding it, so a small file that would decode into gigabytes (a
 decompression bomb) is refused with an error instead, then decodes it with training's own decoder
-(`keras_transfer.images.decode_image_tensor`: transparent pixels on white, a JPEG's EXIF
+(`keras_transfer.data.images.decode_image_tensor`: transparent pixels on white, a JPEG's EXIF
 orientation applied in the graph). Both return `probabilities`, `class_id` and
 `label`, with the class names stored as an asset. TensorFlow Serving wants a numbered version
 folder under the model's base path: `export_run` writes `export/saved_model/<version>/`.
@@ -17,8 +17,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from keras_transfer.files import atomic_folder, write_labels
-from keras_transfer.images import DEFAULT_MAX_PIXELS
+from keras_transfer.core.files import atomic_folder, write_labels
+from keras_transfer.data.images import DEFAULT_MAX_PIXELS
 
 # 50 megapixels: a 48 MP phone photo passes; decoding one costs ~150 MB. A 20000x20000 PNG
 # (400 MP, 1.2 GB decoded, far more inside the resize) does not.
@@ -54,9 +54,9 @@ def _header_pixels(data):
 def _serving_module(model, labels_file: Path, resize: str, max_pixels: int):
     import tensorflow as tf
 
-    from keras_transfer.images import decode_image_tensor, resize_image
+    from keras_transfer.data.images import decode_image_tensor, resize_image
 
-    from keras_transfer.files import is_regression, read_labels
+    from keras_transfer.core.files import is_regression, read_labels
 
     height, width = (int(d) for d in model.input.shape[1:3])
     regression = is_regression(read_labels(labels_file))

@@ -21,14 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from keras_transfer.deploy.model_files import DEFAULT_MAX_TENSOR_BYTES, ModelFileError, check_tflite_tensors, first_line
-from keras_transfer.files import atomic_file
+from keras_transfer.core.files import atomic_file
 
 TFLITE_MODES = ("float32", "float16", "dynamic", "int8")
 
 
 def check_tflite_modes(modes: Iterable[str]) -> list[str]:
     """The modes as a list, or a one-line ValueError naming the closest valid mode."""
-    from keras_transfer._names import unknown_name_message
+    from keras_transfer.core.names import unknown_name_message
 
     modes = list(modes)
     for mode in modes:

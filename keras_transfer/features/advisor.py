@@ -13,7 +13,7 @@ to the source. The advisor measures both axes on the user's data instead of aski
 
 On top of the placement, `decide` picks the recipe to run: Solution II on the best-probed block,
 the new head only, the head then the top blocks, or those then the whole network (the stages named
-`head`, `top`, `full` of the packaged `photos` config). `python -m keras_transfer.advise` and
+`head`, `top`, `full` of the packaged `photos` config). `keras-transfer advise` and
 `training.recipe: auto` both call it. The thresholds and the experiments that set them are in the
 README ("Choosing a strategy", "Which recipe"): `benchmarks/bench_advise.py` and
 `benchmarks/bench_recipes.py`.
@@ -33,7 +33,7 @@ import yaml
 
 from keras_transfer.config import RunConfig, from_dict, packaged_config, to_dict
 from keras_transfer.data import DataBundle
-from keras_transfer.features.layer_probe import ProbeResult, probe_layers
+from keras_transfer.features.probe import ProbeResult, probe_layers
 
 SMALL_PER_CLASS = 30
 PROBE_MARGIN = 0.10

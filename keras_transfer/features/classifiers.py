@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import keras
 import numpy as np
 
-from keras_transfer._names import unknown_name_message
+from keras_transfer.core.names import unknown_name_message
 from keras_transfer.features.svm import SquaredHingeSVC
 from keras_transfer.layers import MultiView, NearestNeighbours, ViewMean
 

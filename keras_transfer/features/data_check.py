@@ -24,7 +24,7 @@ from keras_transfer.data import DataConfig, load_data
 from keras_transfer.data.health import class_balance, describe_duplicates
 from keras_transfer.data.pipeline import source_kind
 from keras_transfer.features.health import NEAR_DUPLICATE_COSINE, feature_health
-from keras_transfer.files import atomic_write_text
+from keras_transfer.core.files import atomic_write_text
 
 # Lite0 at 128 px: ImageNet features good enough to rank suspects, at a quarter of 224 px's cost
 # (the 4,317 flowers in about 25 s on 2 cores); the flowers are 128 px already.
@@ -159,7 +159,7 @@ def write_check(check: DataCheck, out_dir: Path, sheets: dict[str, list[tuple[np
 
 def contact_sheet(tiles: list[tuple[np.ndarray, str]], path: Path, columns: int = 6) -> Path:
     """A grid of images with a caption under each, saved as a PNG."""
-    from keras_transfer.plots import new_figure, save_figure
+    from keras_transfer.core.plots import new_figure, save_figure
 
     rows = -(-len(tiles) // columns)
     fig, axes = new_figure(rows, columns, size=(2.2 * columns, 2.6 * rows), squeeze=False)

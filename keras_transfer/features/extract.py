@@ -22,13 +22,13 @@ from typing import Callable, Sequence
 import keras
 import numpy as np
 
-from keras_transfer._names import unknown_name_message
+from keras_transfer.core.names import unknown_name_message
 from keras_transfer.backbones import HEAD_BLOCK, backbone_blocks, build_backbone
 from keras_transfer.data import DataBundle, DataConfig, load_data
-from keras_transfer.files import atomic_write_bytes
-from keras_transfer.images import DECODER_VERSION
+from keras_transfer.core.files import atomic_write_bytes
+from keras_transfer.data.images import DECODER_VERSION
 from keras_transfer.layers import VIEW_ZOOM, MultiView
-from keras_transfer.progress import MIN_BATCHES, batches_of, with_progress
+from keras_transfer.core.progress import MIN_BATCHES, batches_of, with_progress
 from keras_transfer.training.feature_cache import compiled_forward
 
 POOLINGS = ("avg", "max")
@@ -207,7 +207,7 @@ def backbone_and_data(config, purpose: str | None = None) -> tuple[keras.Model, 
     data = load_data(config.data)
     if purpose is not None and data.task == "regression":
         raise ValueError(f"{purpose} classifies one class per image, and {config.data.source} holds regression "
-                         "targets; train them with python -m keras_transfer.train and model.head.type: dense")
+                         "targets; train them with keras-transfer train and model.head.type: dense")
     key = (m.backbone, m.weights, tuple(config.data.image_size), m.cut_at)
     global _HANDED_OVER
     handed, _HANDED_OVER = _HANDED_OVER, None

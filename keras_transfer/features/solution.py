@@ -1,6 +1,6 @@
 """Solution II from a config: frozen backbone features, an external classifier, one Keras model.
 
-`python -m keras_transfer.train` calls `run_feature_classifier` when `model.head.type` is
+`keras-transfer train` calls `run_feature_classifier` when `model.head.type` is
 `logistic`, `linear_svm` or `knn` (feature extraction). The run directory has the same files as a staged run
 (config.yaml, labels.txt, data_report.json, metrics.json, plots/, model.keras) plus
 `classifier.json` with the chosen C (or k) and the held-out accuracy of every candidate, so
@@ -29,7 +29,7 @@ from keras_transfer.features.extract import backbone_and_data, extract_features,
 from keras_transfer.features.selection import choose_C, held_in
 from keras_transfer.features.self_training import self_train
 from keras_transfer.training import RunResult, start_run_dir, write_results
-from keras_transfer.files import atomic_write_text, claimed_folder
+from keras_transfer.core.files import atomic_write_text, claimed_folder
 from keras_transfer.training.adapt import adapt_batchnorm, adapt_before_fit
 from keras_transfer.training.report import classification_metrics
 

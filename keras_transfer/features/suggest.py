@@ -30,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from keras_transfer._names import unknown_name_message
+from keras_transfer.core.names import unknown_name_message
 
 UNCERTAINTY = ("margin", "entropy")
 METHODS = ("auto", "uncertain", "typical")
@@ -266,7 +266,7 @@ def _pixels(images, chosen: np.ndarray) -> np.ndarray:
 
 
 def _contact_sheet(thumbs: np.ndarray, result: Suggestions, path: Path, columns: int = 10) -> Path:
-    from keras_transfer import plots
+    from keras_transfer.core import plots
 
     rows = -(-len(thumbs) // columns)
     fig, axes = plots.new_figure(rows, columns, size=(1.5 * columns, 1.75 * rows), squeeze=False)

@@ -14,7 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_transfer._names import unknown_name_message
+from keras_transfer.core.names import unknown_name_message
 from keras_transfer.backbones import HEAD_BLOCK, backbone_blocks
 from keras_transfer.layers import single_view_model
 
@@ -154,7 +154,7 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.n
 def plot_gradcam(images: np.ndarray, heatmaps: np.ndarray, titles: Sequence[str], path: str | Path,
                  *, columns: int = 4, suptitle: str = "") -> Path:
     """Save a grid of Grad-CAM overlays, each titled (e.g. 'true: rose / pred: tulip 0.81')."""
-    from keras_transfer.plots import new_figure, save_figure
+    from keras_transfer.core.plots import new_figure, save_figure
 
     n = len(images)
     columns = max(1, min(columns, n))

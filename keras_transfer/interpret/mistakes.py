@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_transfer.files import atomic_write_text
+from keras_transfer.core.files import atomic_write_text
 
 
 @dataclass
@@ -137,7 +137,7 @@ def spreadsheet_safe(text: str) -> str:
 def plot_mistakes(mistakes: Sequence[Mistake], images: dict[int, np.ndarray], path: str | Path,
                   *, top: int = 16, title: str = "") -> Path:
     """Save a grid of the `top` worst mistakes: image, true and predicted label, probability, loss, file."""
-    from keras_transfer.plots import new_figure, save_figure
+    from keras_transfer.core.plots import new_figure, save_figure
 
     shown = [m for m in mistakes if m.index in images][:top]
     columns = max(1, min(4, len(shown)))

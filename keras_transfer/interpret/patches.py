@@ -161,7 +161,7 @@ def top_patches(model: keras.Model, dataset, *, channels: int = 4, per_channel: 
 def plot_top_patches(patches: dict[str, list[list[np.ndarray]]], path: str | Path,
                      fields: dict[str, ReceptiveField] | None = None, title: str = "") -> Path:
     """One row per block (shallow to deep), one column per patch, channels side by side."""
-    from keras_transfer.plots import new_figure, save_figure
+    from keras_transfer.core.plots import new_figure, save_figure
 
     columns = max(sum(len(c) for c in rows) for rows in patches.values())
     fig, axes = new_figure(len(patches), columns, size=(1.3 * columns + 1.2, 1.4 * len(patches)), squeeze=False)

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from keras_transfer.files import atomic_write_text
+from keras_transfer.core.files import atomic_write_text
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;

@@ -30,7 +30,7 @@ def augmented_views(images, views: Iterable[str] = TTA_VIEWS) -> list:
     """The views of a batch of images [N, H, W, 3] (tensors in, tensors out): the original first."""
     import tensorflow as tf
 
-    from keras_transfer._names import unknown_name_message
+    from keras_transfer.core.names import unknown_name_message
 
     views = tuple(views)
     for view in views:

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from keras_transfer.files import atomic_folder, atomic_write_text
+from keras_transfer.core.files import atomic_folder, atomic_write_text
 
 _ARRAYS = ("model.npz", "optimizer.npz", "best.npz")
 

@@ -21,14 +21,14 @@ import numpy as np
 import yaml
 
 from keras_transfer.backbones import build_backbone
-from keras_transfer._names import printable
+from keras_transfer.core.names import printable
 from keras_transfer.config import ConfigError, RunConfig, StageConfig, to_dict
 from keras_transfer.data import DataBundle, load_data
 from keras_transfer.data.fingerprint import RECORD_NAME, check_run_classes, recorded_data, write_split_record
 from keras_transfer.data.health import health_lines
 from keras_transfer.freeze import resolve_trainable
 from keras_transfer.heads import HeadSpec, build_classifier, inference_model
-from keras_transfer.files import atomic_file, atomic_write_text, claimed_folder, write_labels
+from keras_transfer.core.files import atomic_file, atomic_write_text, claimed_folder, write_labels
 from keras_transfer.interpret.insights import write_run_insights
 from keras_transfer.training.adapt import adapt_batchnorm, adapt_before_fit
 from keras_transfer.training.checkpoint import Checkpointer
@@ -211,7 +211,7 @@ def run(config: RunConfig, run_dir: str | Path, *, resume: bool = False,
     """
     if config.training.recipe == "auto":
         raise ConfigError("training.recipe: auto is decided before training: pass the config through "
-                          "keras_transfer.features.resolve_recipe(config) first (python -m keras_transfer.train "
+                          "keras_transfer.features.resolve_recipe(config) first (keras-transfer train "
                           "does), or set training.recipe: stages")
     run_dir = Path(run_dir)
     strategy = make_strategy(config.training.strategy)

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 
 from keras_transfer.backbones import HEAD_BLOCK, backbone_blocks
-from keras_transfer.progress import MIN_BATCHES, batches_of, with_progress
+from keras_transfer.core.progress import MIN_BATCHES, batches_of, with_progress
 
 _DETERMINISTIC_LEADERS = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D, keras.layers.Flatten)
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import keras
 from keras import ops
 
-from keras_transfer._names import unknown_name_message
+from keras_transfer.core.names import unknown_name_message
 from keras_transfer.backbones import HEAD_BLOCK, backbone_blocks
 from keras_transfer.freeze import resolve_trainable
 

@@ -59,7 +59,7 @@ def classification_metrics(outputs: np.ndarray, labels: np.ndarray, class_names:
 def score_line(split: str, values: dict[str, Any], shown: int = 10) -> str:
     """One log line: accuracy, balanced accuracy and per-class recall of a split (and its imbalance)."""
     recalls = values.get("per_class_recall") or {}
-    from keras_transfer._names import printable
+    from keras_transfer.core.names import printable
 
     recall = ", ".join(f"{printable(name)} {r:.2f}" for name, r in list(recalls.items())[:shown])
     recall += ", ..." if len(recalls) > shown else ""
@@ -82,7 +82,7 @@ def _per_class(scores, class_names):
 
 def plot_training_curves(history: list[dict[str, Any]], path: Path) -> None:
     """Loss and accuracy per epoch, train and validation, with each stage's start marked."""
-    from keras_transfer.plots import new_figure, save_figure
+    from keras_transfer.core.plots import new_figure, save_figure
 
     epochs = [row["epoch"] for row in history]
     panels = [("loss", "loss"), ("accuracy", "accuracy"), ("mae", "MAE")]
@@ -107,7 +107,7 @@ def plot_training_curves(history: list[dict[str, Any]], path: Path) -> None:
 
 def plot_confusion_matrix(matrix: list[list[int]], class_names: list[str], path: Path, title: str = "") -> None:
     """The confusion matrix as a labelled heat map with counts in the cells."""
-    from keras_transfer.plots import new_figure, save_figure
+    from keras_transfer.core.plots import new_figure, save_figure
 
     matrix = np.asarray(matrix)
     size = max(4, 0.6 * len(class_names) + 2)
@@ -144,7 +144,7 @@ def regression_metrics(outputs: np.ndarray, targets: np.ndarray) -> dict[str, An
 def plot_predicted_vs_true(targets: np.ndarray, outputs: np.ndarray, path: Path, title: str = "",
                            target: str = "target") -> None:
     """Predicted against true targets, one dot per image, with the diagonal a perfect model lies on."""
-    from keras_transfer.plots import new_figure, save_figure
+    from keras_transfer.core.plots import new_figure, save_figure
 
     truth = np.asarray(targets, dtype=np.float64).reshape(-1)
     predicted = np.asarray(outputs, dtype=np.float64).reshape(len(truth), -1)[:, 0]

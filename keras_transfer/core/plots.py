@@ -43,7 +43,7 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
     """
     import matplotlib
 
-    from keras_transfer.files import atomic_file
+    from keras_transfer.core.files import atomic_file
 
     with matplotlib.rc_context(LITERAL_TEXT):
         literal_text(fig)

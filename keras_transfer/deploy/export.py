@@ -24,7 +24,7 @@ FORMATS = ("saved_model", "keras", "tflite", "onnx")
 
 def check_formats(formats: Sequence[str]) -> list[str]:
     """The formats as a list, or a one-line ValueError naming the closest valid format."""
-    from keras_transfer._names import unknown_name_message
+    from keras_transfer.core.names import unknown_name_message
 
     for fmt in formats:
         if fmt not in FORMATS:
@@ -56,7 +56,7 @@ def export_run(run_dir: str | os.PathLike, formats: Sequence[str] = ("saved_mode
     with `labels.txt` and `export_report.json`.
     """
     from keras_transfer.config import load_config
-    from keras_transfer.files import (
+    from keras_transfer.core.files import (
         atomic_write_text,
         check_label_count,
         is_regression,
@@ -149,7 +149,7 @@ def _load_run_model(run_dir: Path):
 
     if not (run_dir / "model.keras").is_file():
         raise FileNotFoundError(f"{run_dir} has no model.keras: is it a finished keras_transfer run?")
-    from keras_transfer.archives import check_keras_archive
+    from keras_transfer.core.archives import check_keras_archive
 
     check_keras_archive(run_dir / "model.keras")  # member sizes, before Keras inflates any
     return keras.saving.load_model(run_dir / "model.keras", safe_mode=True)

@@ -23,7 +23,7 @@ from keras_transfer.data import DataBundle
 from keras_transfer.features import selection
 from keras_transfer.features.classifiers import fit_classifier
 from keras_transfer.features.extract import extract_features, feature_layers
-from keras_transfer.files import atomic_write_text
+from keras_transfer.core.files import atomic_write_text
 
 
 @dataclass
@@ -186,7 +186,7 @@ def write_probe(result: ProbeResult, out_dir: str | Path) -> dict[str, Path]:
 
 def plot_probe(result: ProbeResult, path: Path):
     """Plot accuracy per layer, shallow to deep (feature width under each name), to `path`; return the figure."""
-    from keras_transfer.plots import new_figure, save_figure
+    from keras_transfer.core.plots import new_figure, save_figure
 
     x = np.arange(len(result.rows))
     fig, ax = new_figure(size=(max(6, 0.7 * len(x) + 2), 4))

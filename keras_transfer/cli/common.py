@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
 
@@ -66,9 +67,9 @@ def _one_line(error: BaseException, limit: int | None = MAX_MESSAGE) -> str:
 
     A third-party message (`limit` set) has its line breaks folded; ours are one line already, so
     a line break in them comes from a name (a file, a class) and is shown escaped, like any
-    control character (`keras_transfer._names.printable`).
+    control character (`keras_transfer.core.names.printable`).
     """
-    from keras_transfer._names import printable
+    from keras_transfer.core.names import printable
 
     text = str(error) or type(error).__name__
     if limit is not None:
@@ -92,3 +93,12 @@ def config_from_args(args):
 
     path = find_config(args.config)
     return path, load_config(path, args.overrides)
+
+
+def command_parser(name: str, doc: str | None) -> argparse.ArgumentParser:
+    """The argument parser of `keras-transfer NAME`: its first docstring line as the description,
+    and the `--verbose` every command takes (TensorFlow's start-up lines, see core/quiet.py)."""
+    parser = argparse.ArgumentParser(prog=f"keras-transfer {name}", description=(doc or "").split("\n")[0])
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's start-up log lines (also: KT_VERBOSE=1)")
+    return parser

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 from matplotlib.figure import Figure
 
-from keras_transfer import plots
+from keras_transfer.core import plots
 
 
 def small_mode() -> bool:

@@ -21,10 +21,10 @@ from typing import Callable
 import keras
 import numpy as np
 
-from keras_transfer._names import unknown_name_message
+from keras_transfer.core.names import unknown_name_message
 from keras_transfer.config import RunConfig
 from keras_transfer.data import load_data
-from keras_transfer.files import atomic_write_text
+from keras_transfer.core.files import atomic_write_text
 from keras_transfer.training.engine import build_model, resolve_task
 from keras_transfer.training.stage import prepare_stage
 
@@ -147,7 +147,7 @@ def _no_edge_warning(rates: list[float], smoothed: list[float], lowest: int, div
 
 
 def _plot(result: LRFindResult, path: Path) -> None:
-    from keras_transfer.plots import new_figure, save_figure
+    from keras_transfer.core.plots import new_figure, save_figure
 
     fig, ax = new_figure(size=(7, 4))
     ax.plot(result.learning_rates, result.losses, color="lightgrey", linewidth=1, label="loss per step")

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from keras_transfer._names import unknown_name_message
+from keras_transfer.core.names import unknown_name_message
 
 
 @dataclass(frozen=True)
