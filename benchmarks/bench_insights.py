@@ -74,7 +74,8 @@ def bench_tta(flowers: str, shots: int, epochs: int) -> None:
     from keras_transfer.data import DataConfig, load_data
     from keras_transfer.heads import build_classifier
     from keras_transfer.interpret import tta_predict
-    from keras_transfer.training.feature_cache import extract, split_at_head
+    from keras_transfer.forward import extract
+    from keras_transfer.training.feature_cache import split_at_head
 
     keras.utils.set_random_seed(0)
     data = load_data(DataConfig(source=f"folder:{flowers}", image_size=(128, 128), val_split=0.0, test_split=0.2,

@@ -10,7 +10,7 @@ each N a fresh process (so one N never inherits another's peak memory) measures:
    then the peak RSS so far (the data path);
 4. a cached head stage: frozen EfficientNet-Lite0 features of every split (`extract_features`,
    computed once), then 3 epochs of a Dense softmax head on them;
-5. Solution II: one fit of each of `fit_classifier`'s linear estimators (L-BFGS logistic
+5. feature extraction: one fit of each of `fit_classifier`'s linear estimators (L-BFGS logistic
    regression and the L-BFGS linear SVM) at C = `--c` on the standardised training features,
    with test accuracy; then the peak RSS of the whole process. (Choosing C multiplies these by
    about the grid's nine values; `bench_svm.py` measures that search.)
@@ -146,7 +146,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="5000,20000,50000", help="comma-separated numbers of images")
     parser.add_argument("--quick", action="store_true", help="sizes 1000,3000: a try-out in about a minute")
     parser.add_argument("--image-size", type=int, default=32, help="pixels the pipeline and Lite0 see")
-    parser.add_argument("--c", type=float, default=0.1, help="C of the one Solution II fit per classifier")
+    parser.add_argument("--c", type=float, default=0.1, help="C of the one feature extraction fit per classifier")
     parser.add_argument("--flowers", default=str(FLOWERS.resolve()), help="the folder of class folders to cycle")
     parser.add_argument("--plot", default=None, help="write the log-log plot here (PNG)")
     parser.add_argument("--child", nargs=2, metavar=("FOLDER", "CACHE"), help=argparse.SUPPRESS)

@@ -5,7 +5,7 @@
    material's `digits_0_4` (8x8 handwritten scans) and `render("printed")` (the plates' digits,
    black on white paper: the same glyphs, only the plate's photometric shift between them). Two
    backbones: the digits 0-4 source CNN (with BatchNorm, trained here, cut at conv3_relu) and
-   ImageNet EfficientNet-Lite0, both at 32x32. Methods, all Solution II (logistic regression on
+   ImageNet EfficientNet-Lite0, both at 32x32. Methods, all feature extraction (logistic regression on
    frozen features, the steps `model.head.type: logistic` runs): source only; AdaBN; self-training
    (3 rounds, threshold 0.9); both; and the labelled oracle (the 600 plates with their labels).
    Goal: AdaBN and self-training each >= 5 points above source only.
@@ -74,7 +74,7 @@ def source_cnn(work: Path, seed: int) -> Path:
 
 
 class Transfer:
-    """Solution II on one backbone, step by step, as `run_feature_classifier` does it (the test suite
+    """feature extraction on one backbone, step by step, as `run_feature_classifier` does it (the test suite
     holds the run to these steps): features of the labelled splits, of the unlabelled pool and of
     the target test images, under the source's or the adapted BatchNorm statistics."""
 

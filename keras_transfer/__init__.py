@@ -37,7 +37,7 @@ def register_serializables() -> None:
     Idempotent. Every place in the package that loads a model calls it; user code gets it from
     `import keras_transfer`.
     """
-    from keras_transfer import layers  # noqa: F401  (registers serialisable layers)
+    from keras_transfer.core import layers  # noqa: F401  (registers serialisable layers)
     from keras_transfer.training import optimizers  # noqa: F401  (and optimizers)
 
 

@@ -24,7 +24,7 @@ from keras_transfer.core.names import unknown_name_message
 from keras_transfer.core.constraints import Constraint, Interval, OneOf, check_constraints
 from keras_transfer.data.pipeline import DATA_CONSTRAINTS, DataConfig
 from keras_transfer.heads import HEAD_CONSTRAINTS, TASKS
-from keras_transfer.layers import VIEWS
+from keras_transfer.core.layers import VIEWS
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "warmup_cosine")
@@ -105,7 +105,7 @@ class HeadConfig:
 
     For an external classifier, `layers` names the blocks (or layers) whose pooled features it
     fits on, concatenated (default: the backbone's output); `views` the fixed views of each image
-    it trains on and averages at prediction (`keras_transfer.layers.VIEWS`: full, flip, zoom,
+    it trains on and averages at prediction (`keras_transfer.core.layers.VIEWS`: full, flip, zoom,
     flip_zoom); `C` fixes the regularisation instead of choosing it by cross-validation.
     """
 
@@ -203,7 +203,7 @@ class RunConfig:
     export: ExportConfig = field(default_factory=ExportConfig)
 
 
-def _constraints() -> dict[str, Constraint]:
+def constraint_table() -> dict[str, Constraint]:
     """Every choice and range of a run config, by key path (`*` walks a list)."""
     table: dict[str, Constraint] = {f"data.{key}": rule for key, rule in DATA_CONSTRAINTS.items()}
     table.update({f"model.head.{key}": rule for key, rule in HEAD_CONSTRAINTS.items()})
@@ -396,7 +396,7 @@ def _check_choices(config: RunConfig) -> None:
     backbone = config.model.backbone
     if backbone not in FAMILIES and not backbone.endswith((".keras", ".h5")):
         raise ConfigError(unknown_name_message("backbone", backbone, FAMILIES, where="model.backbone"))
-    check_constraints(config, _constraints(), error=ConfigError)
+    check_constraints(config, constraint_table(), error=ConfigError)
     if backbone.endswith((".keras", ".h5")) and config.data.augment and config.data.augment_in == "model":
         raise ConfigError("data.augment_in: model cannot wrap a saved source model (model.backbone "
                           f"{backbone}); use data.augment_in: data")

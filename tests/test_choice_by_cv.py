@@ -1,4 +1,4 @@
-"""`recipe: auto`, the probe and Solution II choose by cross-validation: ties go deep, C by log-loss
+"""`recipe: auto`, the probe and feature extraction choose by cross-validation: ties go deep, C by log-loss
 with a widening grid, what the user names runs as given, and a classifier on the mean of fixed
 views predicts the same in the run, `evaluate`, `predict` and every export."""
 
@@ -201,7 +201,7 @@ def test_a_single_view_other_than_the_whole_image_trains_and_predicts_on_that_vi
 def test_with_enough_images_per_class_auto_fine_tunes_without_probing_every_block(tmp_path, monkeypatch):
     from keras_transfer.features import advisor
 
-    monkeypatch.setattr(advisor, "SOLUTION2_BELOW", 50)
+    monkeypatch.setattr(advisor, "LINEAR_PROBE_BELOW", 50)
     monkeypatch.setattr(advisor, "probe_layers", lambda *a, **k: pytest.fail("probed every block"))
     stages = [{"name": "head", "train": "head", "epochs": 1}, {"name": "top", "train": "top:1", "epochs": 1},
               {"name": "full", "train": "all", "epochs": 1}]

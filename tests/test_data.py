@@ -300,7 +300,7 @@ def test_real_flower_photos_load_with_their_documented_counts():
 def test_fused_geometry_flips_exactly_is_identity_at_zero_strength_and_serialises(tmp_path):
     import keras
 
-    from keras_transfer.layers import RandomGeometry
+    from keras_transfer.core.layers import RandomGeometry
 
     images = np.random.default_rng(5).uniform(0, 255, (16, 12, 10, 3)).astype("float32")
     flipped = np.asarray(RandomGeometry(flip=True, seed=1)(images, training=True))

@@ -14,7 +14,7 @@ from keras_transfer.data import DataConfig, load_data
 from keras_transfer.data.health import IMBALANCE_RATIO, health_lines
 from keras_transfer.data.split import stratified_split
 from keras_transfer.features.health import out_of_fold_probabilities, rank_outliers, rank_suspects
-from keras_transfer.training.report import classification_metrics, score_line
+from keras_transfer.metrics import classification_metrics, score_line
 
 from tests.support import tiny_source
 

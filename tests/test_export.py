@@ -198,7 +198,7 @@ def test_a_read_only_export_folder_is_refused_before_writing(trained_run, tmp_pa
     shutil.copytree(trained_run.run_dir, run_dir, ignore=shutil.ignore_patterns("export"))
     (run_dir / "export").mkdir()
     (run_dir / "export").chmod(0o555)
-    with pytest.raises(ValueError, match="is not writable"):
+    with pytest.raises(PermissionError, match="is not writable"):
         export_run(run_dir, ["saved_model"], model=trained_run.model)
 
 

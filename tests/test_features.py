@@ -1,4 +1,4 @@
-"""Solution II: cached feature extraction, external classifiers and their Keras export."""
+"""feature extraction: cached feature extraction, external classifiers and their Keras export."""
 
 from __future__ import annotations
 
@@ -118,7 +118,7 @@ def test_the_exported_keras_model_predicts_what_the_classifier_predicts(kind, ti
     np.testing.assert_allclose(reloaded.predict(images, verbose=0), got, atol=1e-6)
 
 
-def _solution2_config(tmp_path: Path, **head) -> Path:
+def _linear_probe_config(tmp_path: Path, **head) -> Path:
     raw = {"data": {"source": "digits", "image_size": [16, 16], "augment": [], "few_shot": 20},
            "model": {"backbone": str(tiny_source(tmp_path / "tiny.keras")), "head": head}}
     path = tmp_path / "s2.yaml"
@@ -130,7 +130,7 @@ def test_train_cli_with_an_external_classifier_writes_a_complete_run(tmp_path):
     from keras_transfer.cli.train import main
 
     run_dir = tmp_path / "run"
-    assert main(["--config", str(_solution2_config(tmp_path, type="logistic")), "--output-dir", str(run_dir)]) == 0
+    assert main(["--config", str(_linear_probe_config(tmp_path, type="logistic")), "--output-dir", str(run_dir)]) == 0
     for name in ("config.yaml", "labels.txt", "metrics.json", "classifier.json", "model.keras",
                  "plots/confusion_matrix.png"):
         assert (run_dir / name).is_file(), name
@@ -155,11 +155,11 @@ def test_head_type_mistakes_are_config_errors_naming_the_key(tmp_path):
     from keras_transfer.config import ConfigError, load_config
 
     with pytest.raises(ConfigError, match="linear_svm"):
-        load_config(_solution2_config(tmp_path, type="linear_svc"))
+        load_config(_linear_probe_config(tmp_path, type="linear_svc"))
     with pytest.raises(ConfigError, match="model.head.units"):
-        load_config(_solution2_config(tmp_path, type="logistic", units=[64]))
+        load_config(_linear_probe_config(tmp_path, type="logistic", units=[64]))
     with pytest.raises(ConfigError, match="avg or max"):
-        load_config(_solution2_config(tmp_path, type="knn", pooling="flatten"))
+        load_config(_linear_probe_config(tmp_path, type="knn", pooling="flatten"))
 
 
 @pytest.mark.parametrize("classes", [2, 4])

@@ -33,7 +33,7 @@ def _chromium() -> str:
 
 
 def _run_dir(path):
-    from keras_transfer.training.report import (
+    from keras_transfer.metrics import (
         plot_confusion_matrix,
         plot_training_curves,
     )

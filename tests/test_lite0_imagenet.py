@@ -132,7 +132,7 @@ def test_decode_predictions_rejects_the_wrong_shape():
 
 
 def test_transfer_imagenet_features_beat_random_features_on_digits(lite0_imagenet_path):
-    """Solution II on the embedded digits: the same linear head, pretrained vs random backbone."""
+    """feature extraction on the embedded digits: the same linear head, pretrained vs random backbone."""
     from sklearn.linear_model import LogisticRegression
 
     from keras_transfer.data import load_embedded

@@ -24,7 +24,7 @@ PRICE_BANDS = ["$5_$10", "$10_$20"]  # mathtext would read these as formulas wit
 
 
 def test_class_names_with_dollar_signs_are_drawn_literally_in_the_confusion_matrix(tmp_path):
-    from keras_transfer.training.report import plot_confusion_matrix
+    from keras_transfer.metrics import plot_confusion_matrix
 
     path = tmp_path / "confusion.png"
     plot_confusion_matrix([[3, 1], [0, 4]], PRICE_BANDS, path, title="$5_$10 vs $10_$20")
@@ -136,8 +136,8 @@ def test_a_photo_deleted_after_the_start_up_check_is_one_line_naming_it(tmp_path
 _SLOW_EXPORT = """
 import importlib.util, sys, time
 from pathlib import Path
-# files.py alone (standard library only): importing the package would load TensorFlow for seconds
-spec = importlib.util.spec_from_file_location("files", "keras_transfer/files.py")
+# core/files.py alone (standard library only): importing the package would load TensorFlow for seconds
+spec = importlib.util.spec_from_file_location("files", "keras_transfer/core/files.py")
 files = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(files)
 atomic_file, atomic_folder = files.atomic_file, files.atomic_folder

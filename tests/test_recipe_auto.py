@@ -14,7 +14,7 @@ from keras_transfer.features.advisor import (
     BN_SHIFT_LIMIT,
     PROBE_MARGIN,
     RECIPE_STAGES,
-    SOLUTION2_BELOW,
+    LINEAR_PROBE_BELOW,
     decide,
     resolve_recipe,
 )
@@ -36,10 +36,10 @@ def _auto(tmp_path, **data) -> dict:
 
 @pytest.mark.parametrize("signal", [SIMILAR, DIFFERENT_BY_PROBE, DIFFERENT_BY_SHIFT],
                          ids=["similar", "different by probe gap", "different by bn shift"])
-def test_fewer_examples_than_the_threshold_get_solution2_and_more_fine_tune_everything(signal):
-    assert decide(5, **signal).recipe == "solution2"
-    assert decide(SOLUTION2_BELOW - 1, **signal).recipe == "solution2"
-    assert decide(SOLUTION2_BELOW, **signal).recipe == "full"
+def test_fewer_examples_than_the_threshold_get_linear_probe_and_more_fine_tune_everything(signal):
+    assert decide(5, **signal).recipe == "linear_probe"
+    assert decide(LINEAR_PROBE_BELOW - 1, **signal).recipe == "linear_probe"
+    assert decide(LINEAR_PROBE_BELOW, **signal).recipe == "full"
 
 
 def test_similarity_places_the_data_but_only_the_size_picks_the_recipe():
@@ -56,13 +56,13 @@ def test_the_decision_states_its_numbers():
     assert decision.situation == "small_different"
 
 
-@pytest.mark.parametrize("recipe", ["head", "top", "full", "solution2"])
-def test_resolving_auto_keeps_the_picked_stages_by_name_or_switches_to_solution2(tmp_path, monkeypatch, recipe):
+@pytest.mark.parametrize("recipe", ["head", "top", "full", "linear_probe"])
+def test_resolving_auto_keeps_the_picked_stages_by_name_or_switches_to_linear_probe(tmp_path, monkeypatch, recipe):
     monkeypatch.setattr(advisor, "decide", lambda *a: advisor.Decision("small", "similar", recipe, ["because"]))
     lines = []
     config = resolve_recipe(from_dict(_auto(tmp_path, few_shot=5)), log=lines.append)
     assert config.training.recipe == "stages"
-    if recipe == "solution2":
+    if recipe == "linear_probe":
         assert config.model.head.type == "logistic" and config.model.cut_at is None
         assert set(config.model.head.layers) <= {"conv1", "conv2", "conv3"} and config.model.head.C > 0
         assert config.data.augment == ()
@@ -80,7 +80,7 @@ def test_resolving_measures_the_data_and_follows_decide(tmp_path):
     said = next(line for line in lines if "training examples per class" in line)
     assert "3 training examples per class" in said
     expected = decide(3, *_measured(tmp_path, raw))
-    if expected.recipe == "solution2":
+    if expected.recipe == "linear_probe":
         assert config.model.head.type == "logistic"
     else:
         assert tuple(s.name for s in config.training.stages) == RECIPE_STAGES[expected.recipe]

@@ -14,7 +14,7 @@ from PIL import Image
 
 from keras_transfer.config import ConfigError, from_dict
 from keras_transfer.data import DataConfig, load_data
-from keras_transfer.training import run
+from keras_transfer.runs import fit
 from tests.support import tiny_config
 
 # Targets in "real units" far from 0 and 1: a head that did not rescale would predict near 0.
@@ -52,7 +52,7 @@ def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("regression")
     images, values = brightness_images()
     csv = write_csv(folder / "images", images, [f"{v:.5f}" for v in values])
-    result = run(from_dict(regression_config(folder, csv)), folder / "run", log=lambda _: None)
+    result = fit(from_dict(regression_config(folder, csv)), folder / "run", log=lambda _: None)
     return result, images, values, csv
 
 
@@ -123,7 +123,7 @@ def test_task_regression_with_class_names_is_refused_before_training(tmp_path):
     csv = write_csv(tmp_path / "words", images, ["cat", "dog"] * 3, "label")
     with pytest.raises(ValueError, match=r"targets.csv, line 2: label 'cat' is not a number; regression "
                                          r"\(model.task: regression\)"):
-        run(from_dict(regression_config(tmp_path, csv, task="regression")), tmp_path / "run", log=lambda _: None)
+        fit(from_dict(regression_config(tmp_path, csv, task="regression")), tmp_path / "run", log=lambda _: None)
     assert not (tmp_path / "run").exists()
     with pytest.raises(ValueError, match="data.source digits has only class names; give a CSV with a 'path,target'"):
         load_data(DataConfig(source="digits", image_size=16), task="regression")
@@ -153,7 +153,7 @@ def test_an_accuracy_monitor_is_refused_for_regression_data(tmp_path):
     config = regression_config(tmp_path, write_csv(tmp_path / "images", images, values))
     config["training"]["stages"][0]["early_stopping"] = {"monitor": "val_accuracy"}
     with pytest.raises(ConfigError, match="val_accuracy is not logged for regression.*use val_loss or val_mae"):
-        run(from_dict(config), tmp_path / "run", log=lambda _: None)
+        fit(from_dict(config), tmp_path / "run", log=lambda _: None)
 
 
 def test_regression_run_scores_and_plots_the_test_split(trained):
@@ -216,7 +216,7 @@ def test_saved_model_and_tflite_exports_serve_the_same_values(trained):
 def test_npz_float_targets_train_end_to_end(tmp_path):
     images, values = brightness_images()
     np.savez(tmp_path / "targets.npz", x=images, y=values)
-    result = run(from_dict(regression_config(tmp_path, tmp_path / "targets.npz")), tmp_path / "run",
+    result = fit(from_dict(regression_config(tmp_path, tmp_path / "targets.npz")), tmp_path / "run",
                  log=lambda _: None)
     assert result.metrics["test"]["r2"] > 0.2
     assert (result.run_dir / "plots" / "predicted_vs_true.png").is_file()

@@ -15,7 +15,7 @@ from keras_transfer.core.names import unknown_name_message
 from keras_transfer.backbones.blocks import LayerRule, assign_blocks
 from keras_transfer.backbones.registry import FAMILIES, Family, family_of_model_name, resolve_pretrained
 from keras_transfer.backbones.weights_home import WeightsUnavailableError, keras_home
-from keras_transfer.layers import preprocessing_layers
+from keras_transfer.core.layers import preprocessing_layers
 
 WeightsSpec = str | os.PathLike | None
 
@@ -143,9 +143,8 @@ def _build_from_source(
             f"a saved source model ({path.name}) brings its own weights; leave weights at its "
             "default, or pass the path of a weights file to load into it"
         )
-    from keras_transfer import register_serializables
+    from keras_transfer.core import layers  # noqa: F401  (registers the toolkit's layers with Keras)
 
-    register_serializables()  # a run's model.keras as a source holds the toolkit's layers
     try:
         from keras_transfer.core.archives import check_keras_archive
 

@@ -41,7 +41,7 @@ class Family:
     """A registered backbone: constructor, preprocessing mode, input sizes and block rule.
 
     `constructor` has the keras.applications signature (include_top, weights, input_tensor,
-    input_shape). `preprocessing` is a mode of `keras_transfer.layers.preprocessing_layers`
+    input_shape). `preprocessing` is a mode of `keras_transfer.core.layers.preprocessing_layers`
     ("none" where the Keras model already rescales its input).
     """
 

@@ -10,14 +10,12 @@ strategy (default: advice-<config>.yaml beside the current directory's runs/).
 
 from __future__ import annotations
 
-from keras_transfer.cli.common import command_parser
-
 import argparse
 import json
 import sys
 from pathlib import Path
 
-from keras_transfer.cli.common import add_config_arguments, config_from_args, run_cli
+from keras_transfer.cli.common import add_config_arguments, command_parser, config_from_args, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,14 +12,12 @@ short summary, and never moves, changes or deletes a file of the data.
 
 from __future__ import annotations
 
-from keras_transfer.cli.common import command_parser
-
 import argparse
 import sys
 import time
 from pathlib import Path
 
-from keras_transfer.cli.common import run_cli
+from keras_transfer.cli.common import command_parser, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:

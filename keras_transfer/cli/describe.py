@@ -6,12 +6,10 @@ or a saved source model. Builds with random weights by default, so it never down
 
 from __future__ import annotations
 
-from keras_transfer.cli.common import command_parser
-
 import argparse
 import sys
 
-from keras_transfer.cli.common import run_cli
+from keras_transfer.cli.common import command_parser, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,13 +10,11 @@ block or layer `--block` names. The model is loaded in Keras safe mode: no code 
 
 from __future__ import annotations
 
-from keras_transfer.cli.common import command_parser
-
 import argparse
 import sys
 from pathlib import Path
 
-from keras_transfer.cli.common import run_cli
+from keras_transfer.cli.common import command_parser, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,13 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     import keras
     import numpy as np
 
-    from keras_transfer import register_serializables
-
-    register_serializables()
+    from keras_transfer.core import layers  # noqa: F401  (registers the toolkit's layers with Keras)
     from keras_transfer.core.names import unknown_name_message
     from keras_transfer.data.images import ImageReadError, read_rgb, resize_rgb
     from keras_transfer.interpret import GradCAM, plot_gradcam, predicted_classes
-    from keras_transfer.interpret.mistakes import two_column
+    from keras_transfer.metrics import two_column
 
     model_file = find_keras_model(args.model)
     labels = _labels(model_file)

@@ -10,21 +10,19 @@ TFLite and ONNX export with the Keras model on validation images). The library i
 
 from __future__ import annotations
 
-from keras_transfer.cli.common import command_parser
-
 import argparse
 import sys
 from pathlib import Path
 
-from keras_transfer.cli.common import run_cli
+from keras_transfer.cli.common import command_parser, run_cli
 
-from keras_transfer.deploy.export import FORMATS
+from keras_transfer.config import EXPORT_FORMATS
 from keras_transfer.deploy.tflite import TFLITE_MODES
 
 def build_parser() -> argparse.ArgumentParser:
     parser = command_parser("export", __doc__)
     parser.add_argument("--run", type=Path, required=True, help="a run directory written by keras-transfer train")
-    parser.add_argument("--format", default="saved_model,keras", help=f"comma-separated: {', '.join(FORMATS)}")
+    parser.add_argument("--format", default="saved_model,keras", help=f"comma-separated: {', '.join(EXPORT_FORMATS)}")
     parser.add_argument("--tflite", default="float32", help=f"TFLite modes, comma-separated: {', '.join(TFLITE_MODES)}")
     return parser
 

@@ -11,15 +11,13 @@ loss never turned up (the sweep did not reach the edge it measures). A stage is 
 
 from __future__ import annotations
 
-from keras_transfer.cli.common import command_parser
-
 import argparse
 import os
 import sys
 import time
 from pathlib import Path
 
-from keras_transfer.cli.common import add_config_arguments, config_from_args, run_cli
+from keras_transfer.cli.common import add_config_arguments, command_parser, config_from_args, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,18 +46,12 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"--steps {steps} is too short for a sweep; use at least 5 (200 is usual)")
     initial = None
     if args.from_run is not None:
-        model_path = args.from_run / "model.keras"
-        if not model_path.is_file():
+        from keras_transfer.runs import RunDir
+
+        run = RunDir(args.from_run)
+        if not run.is_finished():
             raise FileNotFoundError(f"--from-run {args.from_run}: no model.keras there (is it a finished run?)")
-        import keras
-
-        from keras_transfer import register_serializables
-
-        register_serializables()
-        from keras_transfer.core.archives import check_keras_archive
-
-        check_keras_archive(model_path)  # member sizes, before Keras inflates any
-        initial = keras.saving.load_model(model_path, compile=False, safe_mode=True)
+        initial = run.load_model(compile=False)
     out_dir = args.output_dir or Path("runs") / f"lr_find-{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
     from keras_transfer.training.lr_find import lr_find

@@ -13,14 +13,12 @@ still predicted; the exit status is then 1. `--json` prints one JSON object per 
 
 from __future__ import annotations
 
-from keras_transfer.cli.common import command_parser
-
 import argparse
 import json
 import sys
 from pathlib import Path
 
-from keras_transfer.cli.common import run_cli
+from keras_transfer.cli.common import command_parser, run_cli
 from keras_transfer.deploy.saved_model import DEFAULT_MAX_PIXELS
 
 

@@ -9,14 +9,12 @@ Uses the config's data, backbone, weights, cut point and pooling; writes probe.j
 
 from __future__ import annotations
 
-from keras_transfer.cli.common import command_parser
-
 import argparse
 import sys
 import time
 from pathlib import Path
 
-from keras_transfer.cli.common import add_config_arguments, config_from_args, run_cli
+from keras_transfer.cli.common import add_config_arguments, command_parser, config_from_args, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:

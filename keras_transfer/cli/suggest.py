@@ -12,13 +12,11 @@ RUN/suggestions/). See docs/unlabeled.md.
 
 from __future__ import annotations
 
-from keras_transfer.cli.common import command_parser
-
 import argparse
 import sys
 from pathlib import Path
 
-from keras_transfer.cli.common import run_cli
+from keras_transfer.cli.common import command_parser, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,22 +7,19 @@ PATH_OR_SOURCE (or `--data`) is the data: a folder with one subfolder of images 
 `.csv` or `.npz` file, or any `data.source` (`folder:PATH`, `tfds:NAME`, `digits`, ...). Given a
 source and no --config, it runs the packaged `photos` config (EfficientNet-Lite0 at 224x224,
 mild augmentation, head then top blocks); with neither, the packaged `default` (the embedded
-digits demo). With `model.head.type: logistic | linear_svm | knn` it runs Solution II (an
-external classifier on frozen features) instead of staged fine-tuning. Configuration errors print
+digits demo). With `model.head.type: logistic | linear_svm | knn` it trains that classifier on
+frozen features (feature extraction) instead of fine-tuning in stages. Configuration errors print
 one line naming the key and the closest valid choice, exit with status 2, and write nothing.
 """
 
 from __future__ import annotations
-
-from keras_transfer.cli.common import command_parser
 
 import argparse
 import sys
 import time
 from pathlib import Path
 
-from keras_transfer.cli.common import add_config_arguments, run_cli
-from keras_transfer.core.files import check_writable
+from keras_transfer.cli.common import add_config_arguments, command_parser, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,24 +88,6 @@ def _run_name(path: Path, config) -> str:
     return path.stem
 
 
-def _refuse_run_inside_data(run_dir: Path, config) -> None:
-    """Refuse, before anything is created, a run folder inside the data folder it trains on.
-
-    `cd photos && keras-transfer train .` would put `runs/` among the class folders,
-    where every later scan of the data finds it as a class.
-    """
-    from keras_transfer.config import ConfigError
-    from keras_transfer.data.pipeline import source_kind
-
-    kind, argument = source_kind(config.data.source)
-    if kind != "folder":
-        return
-    data = Path(argument).expanduser().resolve()
-    if run_dir.expanduser().resolve().is_relative_to(data):
-        raise ConfigError(f"the run folder {run_dir} would lie inside the data folder {argument}, where it "
-                          "would be read as a class; run from outside it, or pass --output-dir elsewhere")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Validate the configuration, then train; return the process exit status."""
     args = build_parser().parse_args(argv)
@@ -133,28 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.output_dir is not None and (run_dir / "checkpoints").exists():
             raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --output-dir")
 
-    _refuse_run_inside_data(run_dir, config)
-    check_writable(run_dir)  # before the data is loaded and the model built
-    if args.resume:
-        check_writable(run_dir / "checkpoints")
-    if config.training.recipe == "auto":  # measured now, so the saved config.yaml is what ran
-        from keras_transfer.features.advisor import resolve_recipe
+    from keras_transfer.runs import fit
 
-        config = resolve_recipe(config, named=_named(args.overrides))
-    if config.model.head.type != "dense":
-        # Solution II: no epochs to resume; a rerun reads the features from the cache.
-        from keras_transfer.features import run_feature_classifier
-
-        result = run_feature_classifier(config, run_dir)
-    else:
-        from keras_transfer.training import run
-
-        result = run(config, run_dir, resume=args.resume)
-    extra = [fmt for fmt in config.export.formats if fmt != "keras"]  # model.keras is always written
-    if extra and result.chief:  # only the chief of a multi-worker run writes
-        from keras_transfer.deploy import export_run
-
-        export_run(run_dir, extra, model=result.model, data=result.data)
+    fit(config, run_dir, resume=args.resume, named=() if args.resume else _named(args.overrides))
     return 0
 
 

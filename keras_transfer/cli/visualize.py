@@ -10,14 +10,12 @@ field (Zeiler & Fergus, 2014, Fig. 2 style): edges and colours below, object par
 
 from __future__ import annotations
 
-from keras_transfer.cli.common import command_parser
-
 import argparse
 import dataclasses
 import sys
 from pathlib import Path
 
-from keras_transfer.cli.common import add_config_arguments, config_from_args, run_cli
+from keras_transfer.cli.common import add_config_arguments, command_parser, config_from_args, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,9 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import keras
 
-    from keras_transfer import register_serializables
-
-    register_serializables()
+    from keras_transfer.core import layers  # noqa: F401  (registers the toolkit's layers with Keras)
     from keras_transfer.backbones import build_backbone
     from keras_transfer.data import load_data
     from keras_transfer.interpret import (
@@ -54,11 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.run is not None:
         from keras_transfer.config import load_config
 
-        config = load_config(args.run / "config.yaml", args.overrides)
-        from keras_transfer.core.archives import check_keras_archive
+        from keras_transfer.runs import RunDir
 
-        check_keras_archive(args.run / "model.keras")  # member sizes, before Keras inflates any
-        model = keras.saving.load_model(args.run / "model.keras", safe_mode=True)
+        run = RunDir(args.run)
+        config = load_config(run.config_path, args.overrides)
+        model = run.load_model()
     else:
         _, config = config_from_args(args)
         m = config.model
@@ -72,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in patches:
         field = by_block[name]
         print(f"{name:>12}: receptive field {field.size[0]:.0f}x{field.size[1]:.0f} px, stride {field.jump[0]:.0f}")
-    out = args.out or (args.run / "plots" / "block_patches.png" if args.run is not None else Path("block_patches.png"))
+    out = args.out or (run.plot("block_patches.png") if args.run is not None else Path("block_patches.png"))
     plot_top_patches(patches, out, by_block,
                      title=f"{model.name} on {config.data.source}: patches that most activate each block's channels")
     print(f"wrote {out}")

@@ -197,19 +197,28 @@ def check_label_count(labels: list[str], outputs: int, where: str | os.PathLike)
                      "of another run?")
 
 
-def check_writable(folder: str | Path) -> None:
-    """Raise PermissionError naming `folder` when it (or the ancestor it would be created in) is not writable.
+def check_writable(folder: str | Path, *, purpose: str = "write to",
+                   hint: str = "choose a writable --output-dir") -> None:
+    """Raise a one-line PermissionError unless `folder` (or the nearest existing folder it would be
+    created in) accepts a new file, tried for real: permission bits lie to root and to read-only mounts.
 
-    Called before any expensive work, so a read-only output folder is a one-line error at
-    start-up rather than a traceback after the data was loaded and the model built.
+    Called before any expensive work, so a read-only output folder is a one-line error at start-up
+    rather than a traceback after the data was loaded and the model built. The message reads
+    "cannot {purpose} {folder}: ..., {hint}".
     """
     folder = Path(folder)
     probe = folder
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        where = "" if probe == folder else f" (it would be created in {probe})"
-        raise PermissionError(f"cannot write to {folder}{where}: choose a writable --output-dir")
+    where = "" if probe == folder else f" (it would be created in {probe})"
+    if not probe.is_dir():
+        raise PermissionError(f"cannot {purpose} {folder}{where}: {probe} is not a folder; {hint}")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as error:
+        raise PermissionError(f"cannot {purpose} {folder}{where}: {probe} is not writable ({error.strerror}); "
+                              f"{hint}") from None
 
 
 class FolderBusyError(RuntimeError):
@@ -265,3 +274,13 @@ def claimed_folder(folder: str | Path):
 
 
 LOCK_NAME = ".lock"
+
+
+def optional_output(what: str, log: Callable[[str], None], draw: Callable[..., object], *args, **kwargs) -> None:
+    """Write one optional output of a finished run (a figure, the report); a failure is one logged
+    line naming `what`, never a lost run. MemoryError and interrupts still stop the process."""
+    try:
+        draw(*args, **kwargs)
+    except Exception as error:  # noqa: BLE001 - a picture must never cost the trained model
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        log(f"warning: {what} not written ({type(error).__name__}: {reason}); model.keras and metrics.json are")

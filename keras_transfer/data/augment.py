@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import keras
 
 from keras_transfer.core.names import unknown_name_message
-from keras_transfer.layers import RandomGeometry
+from keras_transfer.core.layers import RandomGeometry
 
 # name -> default strength (the Keras layers' own factors; flip has none)
 DEFAULT_STRENGTH = {"flip": None, "rotation": 0.1, "zoom": 0.1, "translation": 0.1, "contrast": 0.2, "brightness": 0.2}

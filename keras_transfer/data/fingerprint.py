@@ -28,7 +28,6 @@ from keras_transfer.data.pipeline import DataBundle, DataConfig, _Split, load_da
 from keras_transfer.data.records import Skipped
 from keras_transfer.data.split import class_weights
 
-RECORD_NAME = "split.json"
 RECORD_VERSION = 1
 # Settings that only change speed or augmentation; every other data setting decides which images
 # a run sees, in which split, at which size.

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import importlib
 
-# Each name loads its module on first use (PEP 562): the TensorFlow-free ones (FORMATS,
-# TFLITE_MODES, DEFAULT_MAX_PIXELS) serve `--help` without the seconds TensorFlow takes to import.
+# Each name loads its module on first use (PEP 562): the TensorFlow-free ones
+# (TFLITE_MODES, DEFAULT_MAX_PIXELS) serve `--help` without the seconds TensorFlow takes to import.
 _HOMES = {
     "Classifier": "inference",
     "DEFAULT_MAX_PIXELS": "saved_model",
-    "FORMATS": "runs",
     "ModelFileError": "model_files",
     "check_onnx_file": "model_files",
     "check_tflite_tensors": "model_files",
-    "check_formats": "runs",
-    "export_run": "runs",
+    "check_formats": "export",
+    "export_run": "export",
     "Prediction": "inference",
     "TFLITE_MODES": "tflite",
     "UnsafeModelError": "op_guard",
@@ -48,7 +47,6 @@ _HOMES = {
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
-    "FORMATS",
     "TFLITE_MODES",
     "Classifier",
     "ModelFileError",

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from keras_transfer.config import EXPORT_FORMATS
+from keras_transfer.core.files import check_writable
+from keras_transfer.core.run_dir import RunDir
 from keras_transfer.deploy.parity import AGREEMENT_WARNING
 from keras_transfer.deploy.tflite import check_tflite_modes
 
-FORMATS = ("saved_model", "keras", "tflite", "onnx")
 
 
 def check_formats(formats: Sequence[str]) -> list[str]:
@@ -27,23 +28,9 @@ def check_formats(formats: Sequence[str]) -> list[str]:
     from keras_transfer.core.names import unknown_name_message
 
     for fmt in formats:
-        if fmt not in FORMATS:
-            raise ValueError(unknown_name_message("export format", fmt, FORMATS))
+        if fmt not in EXPORT_FORMATS:
+            raise ValueError(unknown_name_message("export format", fmt, EXPORT_FORMATS))
     return list(formats)
-
-
-def check_writable(folder: Path) -> None:
-    """Raise a one-line ValueError unless `folder` (or its nearest existing parent) accepts new files."""
-    probe = folder
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ValueError(f"cannot export into {folder}: {probe} is not a folder")
-    try:
-        with tempfile.TemporaryFile(dir=probe):
-            pass
-    except OSError as error:
-        raise ValueError(f"cannot export into {folder}: {probe} is not writable ({error.strerror})") from None
 
 
 def export_run(run_dir: str | os.PathLike, formats: Sequence[str] = ("saved_model", "keras"),
@@ -65,15 +52,16 @@ def export_run(run_dir: str | os.PathLike, formats: Sequence[str] = ("saved_mode
         write_labels,
     )
 
-    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
+    run_dir = run.path
     formats, tflite_modes = check_formats(formats), check_tflite_modes(tflite_modes)
-    config = load_config(run_dir / "config.yaml")
+    config = load_config(run.config_path)
     if model is None:
-        model = _load_run_model(run_dir)
-    out = run_dir / "export"
-    check_writable(out)
-    class_names = read_labels(run_dir / "labels.txt")
-    check_label_count(class_names, int(model.output.shape[-1]), run_dir / "labels.txt")
+        model = run.load_model()
+    out = run.export_dir
+    check_writable(out, purpose="export into", hint="choose a run folder you can write to")
+    class_names = run.labels()
+    check_label_count(class_names, int(model.output.shape[-1]), run.labels_path)
     regression = is_regression(class_names)
     make_dir(out)
     write_labels(out / "labels.txt", class_names)  # for .keras and .tflite
@@ -118,7 +106,7 @@ def export_run(run_dir: str | os.PathLike, formats: Sequence[str] = ("saved_mode
     previous = out / "export_report.json"
     merged = {**(json.loads(previous.read_text()) if previous.is_file() else {}), **report}
     atomic_write_text(previous, json.dumps(merged, indent=2) + "\n")
-    if (run_dir / "report.html").is_file():  # the run's page shows the export parity too
+    if run.report_path.is_file():  # the run's page shows the export parity too
         from keras_transfer.interpret.report_html import write_report_html
 
         write_report_html(run_dir)
@@ -138,21 +126,6 @@ def _checked(name: str, path: Path, parity: dict, log: Callable[[str], None], re
         log(f"warning: {name} agrees with the Keras model on only {parity['top1_agreement']:.1%} of top-1 "
             f"answers (under {AGREEMENT_WARNING:.0%}); check it on your own images before shipping it")
     return {"path": str(path), "bytes": size, **parity}
-
-
-def _load_run_model(run_dir: Path):
-    import keras
-
-    from keras_transfer import register_serializables
-
-    register_serializables()
-
-    if not (run_dir / "model.keras").is_file():
-        raise FileNotFoundError(f"{run_dir} has no model.keras: is it a finished keras_transfer run?")
-    from keras_transfer.core.archives import check_keras_archive
-
-    check_keras_archive(run_dir / "model.keras")  # member sizes, before Keras inflates any
-    return keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
 
 
 def _split_pixels(data, split: str, limit: int = 64) -> np.ndarray:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_transfer.deploy.parity import two_way
+from keras_transfer.metrics import two_column
 from keras_transfer.heads import inference_model
 from keras_transfer.data.images import DEFAULT_MAX_PIXELS
 
@@ -152,9 +152,7 @@ def load_classifier(path: str | os.PathLike, *, resize: str = "resize") -> Class
     if path.suffix == ".keras":
         import keras
 
-        from keras_transfer import register_serializables
-
-        register_serializables()
+        from keras_transfer.core import layers  # noqa: F401  (registers the toolkit's layers with Keras)
 
         from keras_transfer.core.archives import check_keras_archive
 
@@ -181,7 +179,7 @@ def _scores(labels: list[str]) -> Callable[[np.ndarray], np.ndarray]:
     model's one sigmoid made two-way), or, for regression, the values as they are."""
     from keras_transfer.core.files import is_regression
 
-    return (lambda outputs: np.asarray(outputs, dtype=np.float32)) if is_regression(labels) else two_way
+    return (lambda outputs: np.asarray(outputs, dtype=np.float32)) if is_regression(labels) else (lambda outputs: two_column(outputs, np.float32))
 
 
 def expand_image_paths(items: Iterable[str]) -> list[str]:

@@ -25,7 +25,7 @@ def export_onnx(model, path: str | os.PathLike, class_names: Sequence[str]) -> P
     import onnx
     import tensorflow as tf
 
-    from keras_transfer.deploy.inference import inference_model
+    from keras_transfer.heads import inference_model
 
     twin = inference_model(model)
     height, width = (int(d) for d in model.input.shape[1:3])

@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from keras_transfer.metrics import two_column
+
 # Below this top-1 agreement on validation images an export changes answers users will notice.
 AGREEMENT_WARNING = 0.99
 
 
-def two_way(probabilities: np.ndarray) -> np.ndarray:
-    """[N, 1] sigmoid outputs as [N, 2] class probabilities; [N, C] softmax outputs unchanged."""
-    probabilities = np.asarray(probabilities, dtype=np.float32)
-    if probabilities.shape[-1] == 1:
-        return np.concatenate([1 - probabilities, probabilities], axis=-1)
-    return probabilities
-
-
 def compare(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
     """Max absolute probability gap and top-1 agreement of `candidate` against `reference` ([N, C] each)."""
-    reference, candidate = two_way(reference), two_way(candidate)
+    reference, candidate = two_column(reference, np.float32), two_column(candidate, np.float32)
     return {"images": len(reference), "max_abs_diff": float(np.abs(reference - candidate).max()),
             "top1_agreement": float((reference.argmax(-1) == candidate.argmax(-1)).mean())}
 

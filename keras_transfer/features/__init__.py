@@ -1,4 +1,4 @@
-"""The CNN as a frozen feature extractor (Solution II): cached features, external classifiers,
+"""The CNN as a frozen feature extractor (feature extraction, linear probes): cached features, external classifiers,
 the layer probe and the strategy advisor."""
 
 from keras_transfer.features.classifiers import (

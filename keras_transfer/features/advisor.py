@@ -11,7 +11,7 @@ to the source. The advisor measures both axes on the user's data instead of aski
   activations against the backbone's BatchNorm statistics (`bn_shift`, when it has BatchNorm):
   above `BN_SHIFT_LIMIT` the network sees inputs unlike its source's.
 
-On top of the placement, `decide` picks the recipe to run: Solution II on the best-probed block,
+On top of the placement, `decide` picks the recipe to run: feature extraction on the best-probed block,
 the new head only, the head then the top blocks, or those then the whole network (the stages named
 `head`, `top`, `full` of the packaged `photos` config). `keras-transfer advise` and
 `training.recipe: auto` both call it. The thresholds and the experiments that set them are in the
@@ -69,20 +69,20 @@ class Advice:
 
 
 # The recipe threshold, from benchmarks/bench_recipes.py (README, "Which recipe"): with 5, 20 and
-# 126 training examples per class, Solution II on the best-probed block matched or beat every
+# 126 training examples per class, feature extraction on the best-probed block matched or beat every
 # fine-tuning recipe on both domains, in a fraction of their time; with 548 flower photos per class,
 # fine-tuning the whole network won. Nothing was measured in between: the threshold sits near the
 # geometric mean of 126 and 548 (263).
-SOLUTION2_BELOW = 260
+LINEAR_PROBE_BELOW = 260
 # The stages each recipe runs, by name, from a config's stage list (the packaged `photos` one).
 RECIPE_STAGES = {"head": ("head",), "top": ("head", "top"), "full": ("head", "top", "full")}
-RECIPES = ("solution2", *RECIPE_STAGES)
+AUTO_CHOICES = ("linear_probe", *RECIPE_STAGES)  # what `recipe: auto` can pick
 
 
 def describe_recipe(recipe: str) -> str:
     """A recipe's name in words."""
-    if recipe == "solution2":
-        return "feature extraction (a logistic regression on the cross-validated block's features; Solution II)"
+    if recipe == "linear_probe":
+        return "feature extraction (a logistic regression on the cross-validated block's features)"
     return "stages " + " -> ".join(RECIPE_STAGES[recipe])
 
 
@@ -108,9 +108,9 @@ def decide(examples_per_class: float, probe_gap: float | None, bn_shift: float |
     than the top block's (None when not probed); `bn_shift` the mean BatchNorm shift (None without
     BatchNorm). The
     placement uses `SMALL_PER_CLASS`, `PROBE_MARGIN` and `BN_SHIFT_LIMIT`; the recipe uses
-    `SOLUTION2_BELOW`, all set by the benchmarks in the README. The recipe is picked by size
+    `LINEAR_PROBE_BELOW`, all set by the benchmarks in the README. The recipe is picked by size
     alone because the benchmark found the same order on both domains; similarity shows in the
-    block the probe picks for Solution II.
+    block the probe picks for feature extraction.
     """
     size = "small" if examples_per_class < SMALL_PER_CLASS else "large"
     probe_says = probe_gap is not None and probe_gap > PROBE_MARGIN
@@ -121,16 +121,16 @@ def decide(examples_per_class: float, probe_gap: float | None, bn_shift: float |
         signals.append(f"BatchNorm shift {bn_shift:.2f} (limit {BN_SHIFT_LIMIT:g})")
     reasons = [f"{examples_per_class:g} training examples per class (median)"
                + (f", {', '.join(signals)}" if signals else "") + f": {size} and {similarity}"]
-    if examples_per_class < SOLUTION2_BELOW:
-        recipe = "solution2"
-        reasons.append(f"fewer than {SOLUTION2_BELOW} examples per class: a logistic regression on frozen "
+    if examples_per_class < LINEAR_PROBE_BELOW:
+        recipe = "linear_probe"
+        reasons.append(f"fewer than {LINEAR_PROBE_BELOW} examples per class: a logistic regression on frozen "
                        "features (feature extraction) matched or beat fine-tuning on such sets, in a fraction of "
                        "the time; cross-validation picks the block"
                        + (", perhaps an earlier, more generic one for data unlike the source's"
                           if similarity == "different" else ""))
     else:
         recipe = "full"
-        reasons.append(f"{SOLUTION2_BELOW} or more examples per class: enough to fine-tune; the head, the top "
+        reasons.append(f"{LINEAR_PROBE_BELOW} or more examples per class: enough to fine-tune; the head, the top "
                        "blocks, then the whole network")
     return Decision(size, similarity, recipe, reasons)
 
@@ -261,7 +261,7 @@ def advise(config: RunConfig, backbone: keras.Model, data: DataBundle, *, cache_
     """Measure `data` against `backbone`, place it, pick the recipe (`decide`) and build the config to run.
 
     The recommended config is the packaged `photos` config's model and stages for the recipe (the
-    benchmarked ones), with the user's data section, backbone and weights; for Solution II it is a
+    benchmarked ones), with the user's data section, backbone and weights; for feature extraction it is a
     logistic head on the block (or top blocks) and C that cross-validation chose, with auto's views.
     """
     views = auto_views(config.data.augment)
@@ -296,7 +296,7 @@ def _apply_recipe(raw: dict[str, Any], recipe: str, layers: list[str], C: float 
     """Set `raw` (a config mapping) up to run `recipe` as plain stages (`recipe: stages`)."""
     training = raw["training"]
     training["recipe"] = "stages"
-    if recipe == "solution2":
+    if recipe == "linear_probe":
         # A logistic regression on the chosen blocks' features, computed once per view: no epochs.
         head = {k: v for k, v in raw["model"].get("head", {}).items() if k in ("pooling",)}
         raw["model"]["head"] = {**head, "type": "logistic", "layers": list(layers), "views": list(views),
@@ -345,7 +345,7 @@ def resolve_recipe(config: RunConfig, *, named: tuple[str, ...] = (), cache_dir:
         return from_dict(raw)
     counts = data.counts().get("train") or {}
     per_class = float(np.median(list(counts.values()))) if counts else float("inf")
-    if per_class >= SOLUTION2_BELOW:
+    if per_class >= LINEAR_PROBE_BELOW:
         # Size alone picks fine-tuning here: probing every block would cost a pass over all the
         # images and change nothing but the placement's wording.
         started_shift = time.perf_counter()
@@ -365,15 +365,15 @@ def resolve_recipe(config: RunConfig, *, named: tuple[str, ...] = (), cache_dir:
     decision = decide(m.examples_per_class, m.probe_gap, m.bn_shift)
     best = m.probe.best()
     _apply_recipe(raw, decision.recipe, best.layer.split("+"), best.C, views)
-    if decision.recipe == "solution2":
+    if decision.recipe == "linear_probe":
         from keras_transfer.features.extract import hand_over
 
         hand_over(config, backbone)  # the run extracts with the same frozen backbone
     total = time.perf_counter() - started
     costs = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in m.seconds.items())
     log(f"recipe auto: {describe_recipe(decision.recipe)}"
-        + (f" on {best.layer}, C = {best.C:g}" if decision.recipe == "solution2" else "")
+        + (f" on {best.layer}, C = {best.C:g}" if decision.recipe == "linear_probe" else "")
         + f" (measured in {total:.1f} s: {costs})")
-    for reason in decision.reasons + (m.probe.reasons if decision.recipe == "solution2" else []):
+    for reason in decision.reasons + (m.probe.reasons if decision.recipe == "linear_probe" else []):
         log(f"  - {reason}")
     return from_dict(raw)

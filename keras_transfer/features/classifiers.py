@@ -6,7 +6,7 @@ over a log grid on held-out data. Here the choice is made on the validation spli
 one, else by stratified k-fold cross-validation on train; the final classifier is fitted on train
 only, as the Keras heads are, so the two compare on equal data (Kornblith et al. refit on
 train + validation). A fitted linear classifier becomes one Dense layer on the backbone
-(`classifier_model`), so Solution II ends in the same kind of Keras model as Solution I. The
+(`classifier_model`), so feature extraction ends in the same kind of Keras model as fine-tuning. The
 linear SVM is LinearSVC's objective solved with L-BFGS along the C path (`svm.py`), so its
 search over C costs about what logistic regression's does.
 """
@@ -22,7 +22,7 @@ import numpy as np
 
 from keras_transfer.core.names import unknown_name_message
 from keras_transfer.features.svm import SquaredHingeSVC
-from keras_transfer.layers import MultiView, NearestNeighbours, ViewMean
+from keras_transfer.core.layers import MultiView, NearestNeighbours, ViewMean
 
 CLASSIFIERS = ("logistic", "linear_svm", "knn")
 SCALINGS = ("features", "global")

@@ -1,6 +1,6 @@
 """Frozen feature extraction: pooled features of any layers, in one pass, cached on disk.
 
-Solution II of the source material uses the source network as a fixed feature extractor. Every
+Feature extraction uses the source network as a fixed feature extractor. Every
 requested layer's output is pooled to a vector inside one multi-output model, so one forward
 pass over the data serves all layers. Each (layer, split) array is cached in a `.npz` file whose
 name and stored metadata hold a key of everything that decides its content: the architecture,
@@ -27,9 +27,9 @@ from keras_transfer.backbones import HEAD_BLOCK, backbone_blocks, build_backbone
 from keras_transfer.data import DataBundle, DataConfig, load_data
 from keras_transfer.core.files import atomic_write_bytes
 from keras_transfer.data.images import DECODER_VERSION
-from keras_transfer.layers import VIEW_ZOOM, MultiView
+from keras_transfer.core.layers import VIEW_ZOOM, MultiView
 from keras_transfer.core.progress import MIN_BATCHES, batches_of, with_progress
-from keras_transfer.training.feature_cache import compiled_forward
+from keras_transfer.forward import compiled_forward
 
 POOLINGS = ("avg", "max")
 _CACHE_FORMAT = 1  # bump when the content of a cache file changes meaning
@@ -42,7 +42,7 @@ class Features:
 
     `layers` keeps the requested order (shallow to deep when taken from `feature_layers`);
     `xy(split, layer)` gives the (features, labels) pair a classifier fits on. With several
-    `views` (see `keras_transfer.layers.MultiView`) `arrays` hold each image's mean over its
+    `views` (see `keras_transfer.core.layers.MultiView`) `arrays` hold each image's mean over its
     views, what the exported model predicts on, and `xy(..., views=True)` one row per view.
     """
 
@@ -133,7 +133,7 @@ def extract_features(
     at the data's image size. `data` is a `DataBundle` (from `load_data`) or an `(images,
     labels)` pair. `layers`: see `feature_layers`. Feature maps are pooled (`avg` or `max`) to
     one vector per image; the data is never augmented, but `views` (names from
-    `keras_transfer.layers.VIEWS`) takes the features of fixed views of each image, mirrors and
+    `keras_transfer.core.layers.VIEWS`) takes the features of fixed views of each image, mirrors and
     crops, in the same pass (see `Features`). Results are cached under `cache_dir`
     (default `$KT_CACHE_DIR` or `~/.cache/keras_transfer/features`), so a second call is a file
     read; `cache=False` always recomputes.
@@ -200,7 +200,7 @@ def backbone_and_data(config, purpose: str | None = None) -> tuple[keras.Model, 
     A backbone just measured by `recipe: auto` for the same config is taken over (`hand_over`)
     instead of being built again.
 
-    `purpose` names a tool that scores classes (a Solution II classifier, the layer probe, the
+    `purpose` names a tool that scores classes (a classifier on frozen features, the layer probe, the
     advisor): regression data is then refused, before the backbone is built.
     """
     m = config.model
@@ -237,7 +237,7 @@ def feature_model(backbone: keras.Model, layers: Sequence[str], pooling: str = "
     """A model from raw pixels to the pooled output of each Keras layer in `layers` (a list).
 
     With several `views` each output is [B, views, D]: the pooled features of every view
-    (`keras_transfer.layers.MultiView`) of every image.
+    (`keras_transfer.core.layers.MultiView`) of every image.
     """
     pool = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}[pooling]
     outputs = []

@@ -4,7 +4,7 @@ The oldest semi-supervised recipe (Yarowsky 1995; "pseudo-labelling", Lee 2013):
 fitted on the labelled images predicts the unlabelled ones; those it gives at least `threshold`
 probability join the training set with the predicted class; the classifier is refitted and the
 round repeats, each round re-deciding every pseudo-label with the newest classifier. On frozen,
-cached features (Solution II) a round costs one classifier fit.
+cached features (feature extraction) a round costs one classifier fit.
 
 The unlabelled images' own labels, when a source has them, never reach this module's fits:
 `self_train` takes features only, and a `score` callback (for experiments) that says how many of

@@ -1,4 +1,4 @@
-"""Solution II from a config: frozen backbone features, an external classifier, one Keras model.
+"""Feature extraction from a config: frozen backbone features, an external classifier, one Keras model.
 
 `keras-transfer train` calls `run_feature_classifier` when `model.head.type` is
 `logistic`, `linear_svm` or `knn` (feature extraction). The run directory has the same files as a staged run
@@ -31,7 +31,7 @@ from keras_transfer.features.self_training import self_train
 from keras_transfer.training import RunResult, start_run_dir, write_results
 from keras_transfer.core.files import atomic_write_text, claimed_folder
 from keras_transfer.training.adapt import adapt_batchnorm, adapt_before_fit
-from keras_transfer.training.report import classification_metrics
+from keras_transfer.metrics import classification_metrics
 
 
 def run_feature_classifier(config: RunConfig, run_dir: str | Path, *, log: Callable[[str], None] = print,

@@ -31,6 +31,7 @@ from typing import Callable
 import numpy as np
 
 from keras_transfer.core.names import unknown_name_message
+from keras_transfer.core.run_dir import RunDir
 
 UNCERTAINTY = ("margin", "entropy")
 METHODS = ("auto", "uncertain", "typical")
@@ -184,24 +185,23 @@ def suggest_for_run(run_dir: str | Path, pool: str, *, k: int = 50, method: str 
     from keras_transfer.config import load_config
     from keras_transfer.data import DataConfig
     from keras_transfer.data.unlabeled import load_unlabeled
-    from keras_transfer.training.feature_cache import compiled_forward
+    from keras_transfer.forward import compiled_forward
 
     if uncertainty not in UNCERTAINTY:
         raise ValueError(unknown_name_message("--uncertainty", uncertainty, UNCERTAINTY))
     choose_method(method, None)
     if k < 1:
         raise ValueError(f"--k must be at least 1, got {k}")
-    run_dir = Path(run_dir)
-    for name in ("model.keras", "config.yaml", "labels.txt"):
-        if not (run_dir / name).is_file():
-            raise ValueError(f"{run_dir} is not a finished run folder: {name} is missing")
-    config = load_config(run_dir / "config.yaml")
-    labels = (run_dir / "labels.txt").read_text().split("\n")
-    labels = [line for line in labels if line]
+    run = RunDir(run_dir)
+    for path in (run.model_path, run.config_path, run.labels_path):
+        if not path.is_file():
+            raise ValueError(f"{run.path} is not a finished run folder: {path.name} is missing")
+    config = load_config(run.config_path)
+    labels = run.labels()
     data_config = DataConfig(source=config.data.source, image_size=config.data.image_size, unlabeled=pool,
                              resize=config.data.resize, augment=(), cache="none")
     images = load_unlabeled(data_config, labels)
-    model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    model = run.load_model(compile=False)  # safe mode, archive sizes checked: a run folder may come from anyone
     head = model.layers[-1]
     step = compiled_forward(keras.Model(model.input, [head.input, model.output]), as_list=True)
     features, probabilities = [], []
@@ -211,9 +211,9 @@ def suggest_for_run(run_dir: str | Path, pool: str, *, k: int = 50, method: str 
         probabilities.append(np.asarray(p, dtype=np.float32))
     features, probabilities = np.concatenate(features), np.concatenate(probabilities)
     if probabilities.shape[1] != len(labels):
-        raise ValueError(f"{run_dir}/model.keras has {probabilities.shape[1]} outputs and labels.txt {len(labels)} "
+        raise ValueError(f"{run.model_path} has {probabilities.shape[1]} outputs and labels.txt {len(labels)} "
                          "labels; suggest needs a classifier run")
-    method = choose_method(method, _labelled_per_class(run_dir))
+    method = choose_method(method, _labelled_per_class(run))
     chosen = (typical_indices(features, k, seed=seed) if method == "typical"
               else suggest_indices(features, probabilities, k, uncertainty=uncertainty, seed=seed))
     scores = uncertainty_scores(probabilities, uncertainty)
@@ -221,7 +221,7 @@ def suggest_for_run(run_dir: str | Path, pool: str, *, k: int = 50, method: str 
     result = Suggestions(chosen, [paths[i] if paths else None for i in chosen],
                          [labels[j] for j in probabilities[chosen].argmax(axis=1)],
                          probabilities[chosen].max(axis=1), scores[chosen])
-    out = Path(output_dir) if output_dir else run_dir / "suggestions"
+    out = Path(output_dir) if output_dir else run.path / "suggestions"
     out.mkdir(parents=True, exist_ok=True)
     result.csv_path = _write_csv(result, uncertainty, out / "suggestions.csv")
     thumbs = _pixels(images, chosen)
@@ -232,11 +232,11 @@ def suggest_for_run(run_dir: str | Path, pool: str, *, k: int = 50, method: str 
     return result
 
 
-def _labelled_per_class(run_dir: Path) -> float | None:
+def _labelled_per_class(run: RunDir) -> float | None:
     import json
 
     try:
-        counts = json.loads((run_dir / "data_report.json").read_text())["counts"]["train"]
+        counts = json.loads(run.data_report_path.read_text())["counts"]["train"]
         return sum(counts.values()) / max(len(counts), 1)
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -16,7 +16,7 @@ import numpy as np
 
 from keras_transfer.core.names import unknown_name_message
 from keras_transfer.backbones import HEAD_BLOCK, backbone_blocks
-from keras_transfer.layers import single_view_model
+from keras_transfer.core.layers import single_view_model
 
 
 def _spatial(layer: keras.layers.Layer) -> bool:

@@ -1,6 +1,6 @@
 """What every finished run writes about itself: error analysis, Grad-CAM and `report.html`.
 
-`write_run_insights` is the one call at the end of a run (staged or Solution II). It makes one
+`write_run_insights` is the one call at the end of a run (fine-tuning or feature extraction). It makes one
 extra pass over the test split (validation when there is no test split), keeping only the worst
 mistakes' and best hits' pixels, then explains a handful of them with Grad-CAM and renders the
 run directory into a self-contained page.

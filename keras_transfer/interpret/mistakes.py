@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from keras_transfer.core.files import atomic_write_text
+from keras_transfer.metrics import two_column
 
 
 @dataclass
@@ -54,12 +55,6 @@ class Predictions:
         return -np.log(np.clip(true, 1e-12, 1.0))
 
 
-def two_column(outputs: np.ndarray) -> np.ndarray:
-    """Probabilities with one column per class: a binary head's single sigmoid becomes [1 - p, p]."""
-    outputs = np.asarray(outputs, dtype=np.float64)
-    return np.concatenate([1 - outputs, outputs], axis=1) if outputs.shape[-1] == 1 else outputs
-
-
 def collect_predictions(model, dataset, *, keep: int = 16, paths: Sequence[str] | None = None,
                         predict=None) -> Predictions:
     """Run `model` (or `predict(x)`, e.g. test-time augmentation) over a (pixels, labels) dataset.
@@ -68,7 +63,7 @@ def collect_predictions(model, dataset, *, keep: int = 16, paths: Sequence[str] 
     correct examples, for the mistakes grid and the Grad-CAM plot; everything else is dropped as
     the pass goes, so memory does not grow with the split.
     """
-    from keras_transfer.training.feature_cache import compiled_forward
+    from keras_transfer.forward import compiled_forward
 
     step = predict or compiled_forward(model)
     worst: list[tuple[float, int, np.ndarray]] = []  # min-heaps of (score, index, pixels)

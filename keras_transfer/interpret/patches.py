@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from keras_transfer.backbones import HEAD_BLOCK, backbone_blocks
-from keras_transfer.layers import single_view_model
+from keras_transfer.core.layers import single_view_model
 
 
 @dataclass(frozen=True)

@@ -144,7 +144,7 @@ def render_report(run_dir: str | Path) -> str:
         if parity:
             sections.append(("Export parity", f"<pre>{_e(json.dumps(parity, indent=1))}</pre>"))
     if (run_dir / "classifier.json").is_file():
-        sections.append(("Feature classifier (Solution II)", f"<pre>{_e((run_dir / 'classifier.json').read_text())}</pre>"))
+        sections.append(("Classifier on frozen features", f"<pre>{_e((run_dir / 'classifier.json').read_text())}</pre>"))
     if (run_dir / "config.yaml").is_file():
         sections.append(("Config", f"<pre>{_e((run_dir / 'config.yaml').read_text())}</pre>"))
     body = "".join(f"<h2>{_e(title)}</h2>{content}" for title, content in sections)

@@ -22,7 +22,7 @@ from typing import Callable
 import keras
 import numpy as np
 
-from keras_transfer.training.feature_cache import compiled_forward
+from keras_transfer.forward import compiled_forward
 
 ADAPT_METHODS = ("none", "adabn")
 DEFAULT_PASSES = 3
@@ -160,7 +160,7 @@ def adaptation_plan(bn_shift: float | None, n_unlabeled: int, n_labeled: int) ->
     the measured BatchNorm shift (`features.advisor.bn_shift`: the target's mean activation, in
     source standard deviations from the moving mean, averaged over layers) exceeds `ADABN_SHIFT`;
     `training.self_training: SELF_TRAINING` when the unlabelled images outnumber the labelled ones
-    (it runs on Solution II's cached features). Returns {"adapt": "adabn" | "none",
+    (it runs on feature extraction's cached features). Returns {"adapt": "adabn" | "none",
     "self_training": {...} | None, "reasons": [one sentence per decision]}.
     """
     reasons = []

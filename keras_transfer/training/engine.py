@@ -24,19 +24,19 @@ from keras_transfer.backbones import build_backbone
 from keras_transfer.core.names import printable
 from keras_transfer.config import ConfigError, RunConfig, StageConfig, to_dict
 from keras_transfer.data import DataBundle, load_data
-from keras_transfer.data.fingerprint import RECORD_NAME, check_run_classes, recorded_data, write_split_record
+from keras_transfer.data.fingerprint import check_run_classes, recorded_data, write_split_record
 from keras_transfer.data.health import health_lines
 from keras_transfer.freeze import resolve_trainable
 from keras_transfer.heads import HeadSpec, build_classifier, inference_model
-from keras_transfer.core.files import atomic_file, atomic_write_text, claimed_folder, write_labels
-from keras_transfer.interpret.insights import write_run_insights
+from keras_transfer.core.files import atomic_file, atomic_write_text, claimed_folder, optional_output, write_labels
+from keras_transfer.core.run_dir import RunDir
 from keras_transfer.training.adapt import adapt_batchnorm, adapt_before_fit
 from keras_transfer.training.checkpoint import Checkpointer
 from keras_transfer.training.distribute import Placement, make_strategy, prepare_for_fit
-from keras_transfer.training.feature_cache import extract
+from keras_transfer.forward import extract
 from keras_transfer.training.optimizers import block_multipliers
 from keras_transfer.training.stage import jit_compile, prepare_stage
-from keras_transfer.training.report import (
+from keras_transfer.metrics import (
     classification_metrics,
     score_line,
     plot_confusion_matrix,
@@ -185,7 +185,7 @@ class _Run:
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self):
-        self.checkpoints = Checkpointer(self.run_dir / "checkpoints")
+        self.checkpoints = Checkpointer(RunDir(self.run_dir).checkpoints_dir)
 
     @property
     def global_batch(self) -> int:
@@ -197,7 +197,7 @@ class _Run:
 
     def checkpoint(self, optimizer, state, best_weights=None):
         self.checkpoints.save(self.model, optimizer, state, best_weights)
-        atomic_write_text(self.run_dir / "history.json", json.dumps(self.history, indent=1))
+        atomic_write_text(RunDir(self.run_dir).history_path, json.dumps(self.history, indent=1))
 
 
 def run(config: RunConfig, run_dir: str | Path, *, resume: bool = False,
@@ -233,13 +233,13 @@ def _run(config: RunConfig, placement: Placement, strategy, resume: bool, log, o
     keras.utils.set_random_seed(config.training.seed)
     if config.training.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    record = placement.run_dir / RECORD_NAME
+    record = RunDir(placement.run_dir).split_path
     # A resumed run trains on the split it started with (or is refused before anything is written).
     recorded = resume and record.is_file()
     data = (recorded_data(config.data, record, task=config.model.task, log=log) if recorded
             else load_data(config.data, task=config.model.task))
     if resume and not recorded:
-        check_run_classes(placement.run_dir / "labels.txt", data)
+        check_run_classes(RunDir(placement.run_dir).labels_path, data)
     unlabeled = None
     if config.model.adapt == "adabn":
         from keras_transfer.data.unlabeled import load_unlabeled
@@ -249,7 +249,7 @@ def _run(config: RunConfig, placement: Placement, strategy, resume: bool, log, o
     check_stages(model, config, data)
 
     if recorded:
-        (placement.write_dir / "plots").mkdir(parents=True, exist_ok=True)
+        RunDir(placement.write_dir).plots_dir.mkdir(parents=True, exist_ok=True)
         _log_data(data, log)
     else:
         start_run_dir(config, placement.write_dir, data, log)
@@ -258,7 +258,7 @@ def _run(config: RunConfig, placement: Placement, strategy, resume: bool, log, o
     _log_strategy(state, strategy)
     start_stage, start_epoch, saved_optimizer, saved_es = 0, 0, None, None
     # Every worker resumes from the chief's checkpoints, so all start from the same epoch.
-    latest = Checkpointer(placement.run_dir / "checkpoints").latest(log) if resume else None
+    latest = Checkpointer(RunDir(placement.run_dir).checkpoints_dir).latest(log) if resume else None
     if latest is not None:
         latest.restore_model(model)
         state.history = latest.state["history"]
@@ -311,14 +311,14 @@ def _log_strategy(run: _Run, strategy) -> None:
 def start_run_dir(config: RunConfig, run_dir: Path, data: DataBundle, log: Callable[[str], None] = print) -> None:
     """Create `run_dir` with what a run knows before training: config.yaml, labels.txt,
     data_report.json and split.json (the split it trains on, for --resume and evaluate)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "plots").mkdir(exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
-    write_labels(run_dir / "labels.txt", data.class_names)
-    data.write_report(run_dir / "data_report.json")
-    write_split_record(data, run_dir / RECORD_NAME)
+    run = RunDir(run_dir)
+    run.plots_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run.config_path, yaml.safe_dump(to_dict(config), sort_keys=False))
+    write_labels(run.labels_path, data.class_names)
+    data.write_report(run.data_report_path)
+    write_split_record(data, run.split_path)
     if data.health:
-        atomic_write_text(run_dir / "data_health.json", json.dumps(data.health, indent=1))
+        atomic_write_text(run.data_health_path, json.dumps(data.health, indent=1))
     _log_data(data, log)
 
 
@@ -349,7 +349,7 @@ def _run_stage(run: _Run, index: int, stage: StageConfig, start_epoch: int, save
         callbacks += [early, _RestoreEarlyStopping(early, saved_es, saved.get("best_weights"), run.log)]
     offset = len(run.history) - start_epoch
     callbacks.append(_EpochRecorder(run, index, stage, offset, early))
-    callbacks.append(keras.callbacks.TensorBoard(str(run.run_dir / "tensorboard" / stage.name), write_graph=False,
+    callbacks.append(keras.callbacks.TensorBoard(str(RunDir(run.run_dir).tensorboard_dir / stage.name), write_graph=False,
                                                  profile_batch=0))
     fit_model.fit(train_ds, validation_data=val_ds, epochs=stage.epochs, initial_epoch=start_epoch,
                   class_weight=data.class_weight, callbacks=callbacks, shuffle=False,
@@ -366,8 +366,8 @@ def _finish(run: _Run) -> RunResult:
                 continue
             metrics[split] = regression_metrics(outputs, labels)
             # The last split scored (test, else val) is the one plotted, as for the confusion matrix.
-            _optional("plots/predicted_vs_true.png", run.log, plot_predicted_vs_true, labels, outputs,
-                      run.run_dir / "plots" / "predicted_vs_true.png", title=f"{split} split",
+            optional_output("plots/predicted_vs_true.png", run.log, plot_predicted_vs_true, labels, outputs,
+                      RunDir(run.run_dir).plot("predicted_vs_true.png"), title=f"{split} split",
                       target=run.data.class_names[0])
     return write_results(run.run_dir, run.model, run.data, metrics, run.history, run.log)
 
@@ -376,12 +376,14 @@ def write_results(run_dir: Path, model: keras.Model, data: DataBundle, metrics: 
                   history: list[dict[str, Any]], log: Callable[[str], None] = print) -> RunResult:
     """Finish a run directory: model.keras, metrics.json, history.json, then plots; log the scores.
 
-    The model and the numbers are written first: a figure (or the error analysis after it) that
-    fails to draw is one logged line and a missing picture, never a run without its model.
+    The model and the numbers are written first: a figure that fails to draw is one logged line
+    and a missing picture, never a run without its model. The error analysis and report.html are
+    the run layer's (`keras_transfer.runs.fit`).
     """
-    _save_model(model, run_dir / "model.keras")
-    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
-    atomic_write_text(run_dir / "history.json", json.dumps(history, indent=1))
+    run = RunDir(run_dir)
+    _save_model(model, run.model_path)
+    atomic_write_text(run.metrics_path, json.dumps(metrics, indent=1))
+    atomic_write_text(run.history_path, json.dumps(history, indent=1))
     for split, values in metrics.items():
         if split == "cross_validation":
             log(f"cross-validated accuracy: {values['accuracy']:.4f} ± {values['accuracy_sem']:.4f} "
@@ -392,29 +394,15 @@ def write_results(run_dir: Path, model: keras.Model, data: DataBundle, metrics: 
             log(f"{split} MAE {values['mae']:.4g}, RMSE {values['rmse']:.4g}, R^2 {values['r2']:.3f} "
                 f"({values['examples']} images)")
     if history:
-        _optional("plots/training_curves.png", log, plot_training_curves, history,
-                  run_dir / "plots" / "training_curves.png")
+        optional_output("plots/training_curves.png", log, plot_training_curves, history,
+                  run.plot("training_curves.png"))
     shown = metrics.get("test") or metrics.get("val")
     if shown and "confusion_matrix" in shown:
         split = "test" if "test" in metrics else "val"
-        _optional("plots/confusion_matrix.png", log, plot_confusion_matrix, shown["confusion_matrix"],
-                  data.class_names, run_dir / "plots" / "confusion_matrix.png", title=f"{split} split")
-    _optional("the error analysis and report.html", log, write_run_insights, run_dir, model, data, metrics,
-              history, log)
+        optional_output("plots/confusion_matrix.png", log, plot_confusion_matrix, shown["confusion_matrix"],
+                  data.class_names, run.plot("confusion_matrix.png"), title=f"{split} split")
     log(f"run directory: {run_dir}")
     return RunResult(run_dir, history, metrics, model, data)
-
-
-def _optional(what: str, log: Callable[[str], None], draw: Callable[..., Any], *args, **kwargs) -> None:
-    """Draw one optional output of a finished run; a failure is one logged line, not a lost run.
-
-    MemoryError and interrupts still stop the process: only ordinary errors are caught.
-    """
-    try:
-        draw(*args, **kwargs)
-    except Exception as error:  # noqa: BLE001 - a picture must never cost the trained model
-        reason = " ".join(str(error).split())[:200] or type(error).__name__
-        log(f"warning: {what} not written ({type(error).__name__}: {reason}); model.keras and metrics.json are")
 
 
 def _save_model(model: keras.Model, path: Path) -> None:

@@ -16,7 +16,8 @@ import keras
 from keras_transfer.config import RunConfig, StageConfig
 from keras_transfer.data import DataBundle
 from keras_transfer.freeze import set_trainable
-from keras_transfer.training.feature_cache import extract, split_at_head
+from keras_transfer.forward import extract
+from keras_transfer.training.feature_cache import split_at_head
 from keras_transfer.training.optimizers import block_multipliers, make_optimizer
 
 

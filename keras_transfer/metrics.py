@@ -9,6 +9,13 @@ from typing import Any
 import numpy as np
 
 
+def two_column(outputs: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """Probabilities with one column per class: a binary head's single sigmoid [N, 1] becomes
+    [1 - p, p]; softmax outputs [N, C] come back unchanged."""
+    outputs = np.asarray(outputs, dtype=dtype)
+    return np.concatenate([1 - outputs, outputs], axis=-1) if outputs.shape[-1] == 1 else outputs
+
+
 def classification_metrics(outputs: np.ndarray, labels: np.ndarray, class_names: list[str], task: str) -> dict[str, Any]:
     """Accuracy, balanced accuracy, top-k, per-class precision/recall and the confusion matrix of one split.
 
@@ -28,7 +35,7 @@ def classification_metrics(outputs: np.ndarray, labels: np.ndarray, class_names:
                 "per_class": _per_class(per_class, class_names)}
     if task == "binary":
         predicted = (outputs.reshape(-1) >= 0.5).astype(int)
-        probabilities = np.stack([1 - outputs.reshape(-1), outputs.reshape(-1)], axis=1)
+        probabilities = two_column(outputs.reshape(-1, 1))
     else:
         predicted = outputs.argmax(axis=1)
         probabilities = outputs
