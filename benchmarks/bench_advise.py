@@ -1,4 +1,4 @@
-"""The experiment behind the advisor's thresholds (README, "Choosing a strategy").
+"""The experiment behind the advisor's thresholds (docs/choosing.md).
 
 1. Similarity: the advisor's two measurements (probe gap between the best earlier block and the
    top block, and the BatchNorm shift) for ImageNet EfficientNet-Lite0 on a domain like its

@@ -1,4 +1,4 @@
-"""Regenerate the README's figures: run every notebook in full mode and keep the PNGs it saves.
+"""Regenerate the docs' figures: run every notebook in full mode and keep the PNGs it saves.
 
     python docs/make_figures.py [--notebooks 01_quickstart 04_digits_transfer] [--timeout 3600]
 

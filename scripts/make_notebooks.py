@@ -261,7 +261,7 @@ for k in sizes:
 from keras_transfer.core.plots import new_figure
 
 if SMALL:  # the claim the test suite checks, with room: over seeds 0-10, transfer reached 0.60-0.79
-    # at 5 per class and led scratch by 0.21-0.58 (README, "Small mode and the digits claim")
+    # at 5 per class and led scratch by 0.21-0.58 (docs/notebooks.md, "Small mode and the digits claim")
     assert curves["transfer"][5] >= max(curves["scratch"][5] + 0.1, 0.45), curves
 labels = [str(k) if k else "all" for k in sizes]
 fig, ax = new_figure(size=(6, 4))

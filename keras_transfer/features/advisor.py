@@ -68,7 +68,7 @@ class Advice:
                           *(f"  - {r}" for r in self.reasons)])
 
 
-# The recipe threshold, from benchmarks/bench_recipes.py (README, "Which recipe"): with 5, 20 and
+# The recipe threshold, from benchmarks/bench_recipes.py (docs/choosing.md): with 5, 20 and
 # 126 training examples per class, feature extraction on the best-probed block matched or beat every
 # fine-tuning recipe on both domains, in a fraction of their time; with 548 flower photos per class,
 # fine-tuning the whole network won. Nothing was measured in between: the threshold sits near the

@@ -67,7 +67,7 @@ def cluster_spec() -> dict:
     if not text:
         raise RuntimeError("training.strategy: multi_worker needs the TF_CONFIG environment variable, e.g. "
                            '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", '
-                           '"index": 0}} (README, "Beyond one machine")')
+                           '"index": 0}} (docs/distributed.md)')
     try:
         spec = json.loads(text)
     except json.JSONDecodeError as error:
