@@ -64,9 +64,9 @@ config = from_dict({
     ]},
 })"""),
         ("code", """\
-from keras_transfer.training import run
+from keras_transfer.runs import fit
 
-result = run(config, work / "run")
+result = fit(config, work / "run")
 print(f"test accuracy {result.metrics['test']['accuracy']:.3f}")"""),
         ("md", "## Training curves (stage boundaries dashed) and the confusion matrix on the test split"),
         ("code", """\
@@ -96,7 +96,7 @@ save_figure(show_images(pixels[chosen], titles), "quickstart_predictions")"""),
     ],
     "02_feature_extractor": [
         ("md", """\
-# Solution II: the CNN as a frozen feature extractor
+# Feature extraction: the CNN as a frozen feature extractor
 
 Instead of fine-tuning, keep the pretrained network fixed, compute its features once, and train
 only a classifier on them: a linear SVM (Kornblith et al.'s linear-probe protocol) or the usual
@@ -129,7 +129,7 @@ print(f"features {feature_seconds:.1f} s; SVM C={svm.chosen['C']:g} in {svm_seco
         ("md", "The same frozen backbone with a Dense softmax head trained by Keras on the cached features:"),
         ("code", """\
 from keras_transfer.config import from_dict
-from keras_transfer.training import run
+from keras_transfer.runs import fit
 
 config = from_dict({
     "data": {"source": source, "image_size": list(size), "augment": [], "few_shot": few_shot},
@@ -139,7 +139,7 @@ config = from_dict({
                              "early_stopping": {"monitor": "val_loss", "patience": 3}}]},
 })
 started = time.perf_counter()
-dense = run(config, Path("work/02_feature_extractor/dense"), log=lambda line: None)
+dense = fit(config, Path("work/02_feature_extractor/dense"), log=lambda line: None)
 dense_seconds = time.perf_counter() - started   # its own feature pass included
 dense_accuracy = dense.metrics["test"]["accuracy"]"""),
         ("code", """\
@@ -199,9 +199,9 @@ at the top, whose features are specialised to ImageNet's classes."""),
 A source CNN learns handwritten digits 0–4. The target task is digits 5–9: the same domain,
 different labels. With 1, 5, 10, 20 and all examples per class, we compare
 
-* **transfer**: the source CNN's conv blocks, a new head, fine-tuned (Solution I);
+* **transfer**: the source CNN's conv blocks, a new head, fine-tuned;
 * **scratch**: the same architecture from random weights;
-* **ImageNet**: EfficientNet-Lite0's frozen ImageNet features with a new head (Solution II).
+* **ImageNet**: EfficientNet-Lite0's frozen ImageNet features with a new head (feature extraction).
 
 Then, in the spirit of Yosinski et al. (NIPS 2014), we freeze the first *n* blocks of the source
 CNN and fine-tune the rest: how does accuracy depend on *n*?"""),
@@ -209,7 +209,7 @@ CNN and fine-tune the rest: how does accuracy depend on *n*?"""),
         ("code", """\
 from keras_transfer.config import from_dict
 from keras_transfer._notebook import digits_cnn, notebook_seed
-from keras_transfer.training import run
+from keras_transfer.runs import fit
 
 SEED = notebook_seed()  # $KT_SEED, default 0: the initial weights, the splits and the few-shot picks
 work = Path("work/04_digits_transfer"); work.mkdir(parents=True, exist_ok=True)
@@ -218,7 +218,7 @@ digits_cnn((*size, 3), seed=SEED).save(work / "digits_cnn_init.keras")   # rando
 
 # Batches of 16 give the source CNN twice the steps per epoch: at 32 it was still near chance
 # after two epochs, and an undertrained source is what once put transfer at chance.
-source = run(from_dict({
+source = fit(from_dict({
     "data": {"source": "digits_0_4", "image_size": size, "augment": [], "batch_size": 16, "seed": SEED},
     "model": {"backbone": str(work / "digits_cnn_init.keras")},
     "training": {"seed": SEED,
@@ -242,7 +242,7 @@ def target_accuracy(backbone, per_class, *, cut_at=None, frozen=(), train="all",
              "early_stopping": {"monitor": "val_loss", "patience": 3}},
         ]},
     })
-    return run(config, work / run_name, log=lambda line: None).metrics["test"]["accuracy"]
+    return fit(config, work / run_name, log=lambda line: None).metrics["test"]["accuracy"]
 
 source_model = str(source.run_dir / "model.keras")
 scratch_model = str(work / "digits_cnn_init.keras")
@@ -253,7 +253,7 @@ curves = {"transfer": {}, "scratch": {}, "ImageNet Lite0": {}}
 for k in sizes:
     curves["transfer"][k] = target_accuracy(source_model, k, cut_at="conv3", run_name=f"transfer-{k}")
     curves["scratch"][k] = target_accuracy(scratch_model, k, run_name=f"scratch-{k}")
-    # ImageNet features stay frozen (Solution II): fine-tuning all of Lite0 from a few 32x32
+    # ImageNet features stay frozen (feature extraction): fine-tuning all of Lite0 from a few 32x32
     # digits at these rates collapsed it to chance in our runs.
     curves["ImageNet Lite0"][k] = target_accuracy("efficientnet_lite0", k, train="head", run_name=f"imagenet-{k}")
     print(k or "all", {name: round(curve[k], 3) for name, curve in curves.items()})"""),
@@ -294,14 +294,14 @@ save_figure(fig, "digits_freeze_depth")"""),
         ("md", """\
 # Export and serve
 
-Train a quick classifier (Solution II: a logistic regression on frozen EfficientNet-Lite0
+Train a quick classifier (feature extraction: a logistic regression on frozen EfficientNet-Lite0
 features, exported as one Keras model), export it as a SavedModel and TFLite, reload the
 SavedModel in a clean Python process that never imports keras_transfer, send it raw image bytes,
 and check that the TFLite model agrees with Keras."""),
         ("code", SETUP),
         ("code", """\
 from keras_transfer.config import from_dict
-from keras_transfer.features import run_feature_classifier
+from keras_transfer.runs import fit
 
 work = Path("work/05_export_and_serve")
 config = from_dict({
@@ -309,7 +309,7 @@ config = from_dict({
              "few_shot": 20 if SMALL else None},
     "model": {"backbone": "efficientnet_lite0", "cut_at": "block6", "head": {"type": "logistic"}},
 })
-result = run_feature_classifier(config, work / "run")"""),
+result = fit(config, work / "run")"""),
         ("code", """\
 from keras_transfer.deploy import export_run
 
