@@ -89,6 +89,8 @@ def test_a_best_C_at_the_end_of_the_grid_widens_the_grid():
     tried = [row["C"] for row in score.grid]
     assert max(tried) > max(selection.C_GRID)
     assert score.C in tried
+    # Two widenings at most, each fitted and judged: the grid ends at 10 x 100 x 100.
+    assert max(tried) == max(selection.C_GRID) * 100 ** selection.WIDEN_TIMES
 
 
 def test_with_a_single_image_of_some_class_the_default_is_the_deepest_block():

@@ -17,7 +17,7 @@ import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import keras
 import numpy as np
@@ -84,6 +84,16 @@ class Features:
         if self.per_view is not None:
             return self.per_view[split][layer]
         return self[split][layer][:, None, :]
+
+    def joined(self, split: str, layers: Iterable[str], *, views: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(the features of `layers` side by side, labels) of `split`, as `xy` gives one layer's:
+        the input of a classifier on several blocks at once (Head2Toe)."""
+        parts = [self.xy(split, name, views=views) for name in layers]
+        return np.concatenate([x for x, _ in parts], axis=1), parts[0][1]
+
+    def joined_stacked(self, split: str, layers: Iterable[str]) -> np.ndarray:
+        """The features of `layers` side by side as [N, views, D1 + D2 + ...], as `stacked` gives one layer's."""
+        return np.concatenate([self.stacked(split, name) for name in layers], axis=-1)
 
 
 def feature_layers(backbone: keras.Model, layers: str | Sequence[str] | None = None) -> dict[str, str]:

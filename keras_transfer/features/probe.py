@@ -141,12 +141,12 @@ def probe_layers(backbone: keras.Model, data: DataBundle, layers: str | Sequence
                        int(sum(stacked[n].shape[-1] for n in cand.layers)), score.C, None, None, None, 0.0,
                        cv_accuracy=score.accuracy, cv_sem=score.sem, proxy_accuracy=score.proxy)
         if score_splits and score.C is not None:
-            x, y_train = _side_by_side(features, "train", cand.layers, views=True)
+            x, y_train = features.joined("train", cand.layers, views=True)
             fitted = fit_classifier(classifier, x, y_train, num_classes=data.num_classes, grid=(score.C,), seed=seed,
                                     scaling="global" if classifier == "logistic" else "features")
             for split in ("train", "val", "test"):
                 if split in features.splits:
-                    setattr(row, f"{split}_accuracy", fitted.score(*_side_by_side(features, split, cand.layers)))
+                    setattr(row, f"{split}_accuracy", fitted.score(*features.joined(split, cand.layers)))
         row.fit_seconds = round(time.perf_counter() - started, 3)
         result.rows.append(row)
         if log:
@@ -156,11 +156,6 @@ def probe_layers(backbone: keras.Model, data: DataBundle, layers: str | Sequence
     if result.chosen is None:
         result.chosen = result.best().layer
     return result
-
-
-def _side_by_side(features, split: str, layers: Sequence[str], *, views: bool = False):
-    parts = [features.xy(split, name, views=views) for name in layers]
-    return np.concatenate([p[0] for p in parts], axis=1), parts[0][1]
 
 
 def _cv_score(kind: str, stacked: np.ndarray, y: np.ndarray, num_classes: int, grid, seed: int,

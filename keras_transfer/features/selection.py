@@ -238,13 +238,14 @@ def _logistic_cv(stacked: np.ndarray, y: np.ndarray, folds, grid, seed: int, cla
     the grid where the best sits at an end."""
     grid = sorted(float(c) for c in grid)
     results: dict[float, tuple[list[float], list[float]]] = {}
-    for _ in range(WIDEN_TIMES + 1):
+    widened = 0
+    while True:  # every grid is fitted before it is judged; at most WIDEN_TIMES widenings
         todo = [c for c in grid if c not in results]
         for c, (acc, loss) in _fold_path(stacked, y, folds, todo, seed, class_weight).items():
             results[c] = (acc, loss)
         losses = {c: float(np.mean(results[c][1])) for c in grid}
         best = min(grid, key=lambda c: losses[c])
-        if len(grid) == 1:  # a given C is scored, not searched
+        if len(grid) == 1 or widened == WIDEN_TIMES:  # a given C is scored, not searched
             break
         if best == grid[0]:
             grid = [grid[0] / 100, grid[0] / 10, *grid]
@@ -252,6 +253,7 @@ def _logistic_cv(stacked: np.ndarray, y: np.ndarray, folds, grid, seed: int, cla
             grid = [*grid, grid[-1] * 10, grid[-1] * 100]
         else:
             break
+        widened += 1
     grid = sorted(results)
     table = [{"C": c, "accuracy": float(np.mean(results[c][0])), "accuracy_sem": _sem(results[c][0]),
               "log_loss": float(np.mean(results[c][1])), "log_loss_sem": _sem(results[c][1])} for c in grid]

@@ -78,25 +78,25 @@ def _run(config: RunConfig, run_dir: Path, log: Callable[[str], None], cache_dir
     # The SVM and kNN choose by their own validation, which must not see one image's views on both
     # sides: they fit on each image's mean over its views, what the model predicts on.
     per_view = kind == "logistic"
-    x = np.concatenate([_concatenated(features, s, resolved, views=per_view)[0] for s in fit_on])
-    y = np.concatenate([_concatenated(features, s, resolved, views=per_view)[1] for s in fit_on])
+    pairs = [features.joined(s, resolved, views=per_view) for s in fit_on]
+    x, y = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
     weighted = data.class_weight is not None and kind == "logistic"
     if data.class_weight is not None and not weighted:
         log(f"data.balance came to class_weight, which {kind} does not take: its classes are not weighted")
     grid, selected_on, scaling, cv = None, None, "features", None
     if kind == "logistic":
-        stacked = np.concatenate([_concatenated_stacked(features, s, resolved) for s in labelled])
+        stacked = np.concatenate([features.joined_stacked(s, resolved) for s in labelled])
         cv = choose_C(stacked, np.concatenate([features.labels[s] for s in labelled]), seed=config.training.seed,
                       class_weight="balanced" if weighted else None,
                       **({"grid": (float(m.head.C),)} if m.head.C is not None else {}))
         grid, scaling = (cv.C,), "global"
-        selected_on = ("value given in model.head.C" if m.head.C is not None else
+        selected_on = ("model.head.C as set (by the config, or by recipe auto's cross-validation above)" if m.head.C is not None else
                        f"{len(cv.folds)}-fold cross-validation (log-loss, one standard error to the smaller C) "
                        f"on {len(stacked)} images" if cv.folds else "the default: too few images per class for folds")
         record["cross_validation"] = cv.grid
     elif m.head.C is not None:
         grid, selected_on = (float(m.head.C),), "value given in model.head.C"
-    validation = _concatenated(features, "val", resolved) if "val" in features.splits and grid is None else None
+    validation = features.joined("val", resolved) if "val" in features.splits and grid is None else None
     classifier = fit_classifier(kind, x, y, num_classes=data.num_classes, validation=validation, grid=grid,
                                 seed=config.training.seed, scaling=scaling,
                                 class_weight="balanced" if weighted else None)
@@ -114,7 +114,7 @@ def _run(config: RunConfig, run_dir: Path, log: Callable[[str], None], cache_dir
     if st is not None:
         pool = extract_features(backbone, unlabeled.bundle, list(resolved), pooling=m.head.pooling, views=views,
                                 cache_dir=cache_dir)
-        xu = _concatenated(pool, "train", resolved)[0]
+        xu = pool.joined("train", resolved)[0]
         classifier, rounds = self_train(kind, x, y, xu, num_classes=data.num_classes, rounds=st.rounds,
                                         threshold=st.threshold, validation=validation, seed=config.training.seed,
                                         classifier=classifier, score=unlabeled.score, log=log, scaling=scaling)
@@ -125,7 +125,7 @@ def _run(config: RunConfig, run_dir: Path, log: Callable[[str], None], cache_dir
                                        "examples": int(sum(len(features.labels[s]) for s in labelled))}
     for split in ("val", "test"):
         if split in scored.splits and split not in fit_on:
-            xs, ys = _concatenated(scored, split, resolved)
+            xs, ys = scored.joined(split, resolved)
             metrics[split] = classification_metrics(classifier.predict_proba(xs), ys, data.class_names, "multiclass")
     model = classifier_model(backbone, classifier, list(resolved.values()) if m.head.layers else None,
                              pooling=m.head.pooling, views=views)
@@ -139,13 +139,3 @@ def _run(config: RunConfig, run_dir: Path, log: Callable[[str], None], cache_dir
                    **({"self_training": [r.as_dict() for r in rounds]} if st is not None else {})})
     atomic_write_text(run_dir / "classifier.json", json.dumps(record, indent=1))
     return write_results(run_dir, model, data, metrics, [], log)
-
-
-def _concatenated(features, split: str, layers: dict[str, str], *, views: bool = False):
-    """(features of `layers` side by side, labels) of `split`; with `views`, one row per view."""
-    parts = [features.xy(split, name, views=views) for name in layers]
-    return np.concatenate([p[0] for p in parts], axis=1), parts[0][1]
-
-
-def _concatenated_stacked(features, split: str, layers: dict[str, str]) -> np.ndarray:
-    return np.concatenate([features.stacked(split, name) for name in layers], axis=-1)
