@@ -11,16 +11,9 @@ from typing import Any
 
 import keras
 
+from keras_transfer.config import HEAD_CONSTRAINTS, TASKS
+from keras_transfer.core.constraints import check_constraints
 from keras_transfer.core.names import unknown_name_message
-from keras_transfer.core.constraints import Interval, OneOf, check_constraints
-
-TASKS = ("multiclass", "binary", "multilabel", "regression")
-POOLINGS = ("avg", "max", "flatten")
-HEAD_CONSTRAINTS = {
-    "pooling": OneOf(POOLINGS),
-    "dropout": Interval(0, 1, closed="left"),
-    "units.*": Interval(1, integer=True),
-}
 
 
 @dataclass(frozen=True)

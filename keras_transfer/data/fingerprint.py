@@ -24,7 +24,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from keras_transfer.data.pipeline import DataBundle, DataConfig, _Split, load_data, source_kind
+from keras_transfer.config import DataConfig, source_kind
+from keras_transfer.data.pipeline import DataBundle, _Split, load_data
 from keras_transfer.data.records import Skipped
 from keras_transfer.data.split import class_weights
 

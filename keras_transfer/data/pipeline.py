@@ -4,13 +4,12 @@
 embedded dataset), drops and reports bad files, carves seeded stratified splits (random ones for
 regression targets), applies few-shot sampling and class balancing, and returns a `DataBundle`
 whose datasets yield `(float32 pixels in [0, 255] of shape [batch, H, W, 3], labels)`, which the
-toolkit's models take directly.
+toolkit's models take directly. The `data:` section, `DataConfig`, is the config's.
 """
 
 from __future__ import annotations
 
 import json
-import numbers
 import os
 import socket
 from contextlib import contextmanager
@@ -20,140 +19,17 @@ from typing import Any
 
 import numpy as np
 
+from keras_transfer.config import DataConfig, source_kind
 from keras_transfer.core.names import unknown_name_message
-from keras_transfer.core.constraints import Interval, OneOf, check_constraints
 from keras_transfer.data.augment import augment_statelessly, augmentation_layers, augmentation_model
-from keras_transfer.data.cache import CACHE_MODES, cache, cache_folder, cache_mode
+from keras_transfer.data.cache import cache, cache_folder, cache_mode
 from keras_transfer.data.manifest import ScanManifest
-from keras_transfer.data.embedded import EMBEDDED, load_embedded
+from keras_transfer.data.embedded import load_embedded
 from keras_transfer.data.health import (auto_balance, class_balance, content_digests, describe_duplicates,
                                         duplicate_groups, group_ids, leave_out)
 from keras_transfer.data.records import Records, Skipped, csv_records, drop_bad_files, folder_records
-from keras_transfer.data.split import BALANCE_MODES, balance_indices, class_weights, few_shot, stratified_split
-from keras_transfer.data.images import DEFAULT_MAX_PIXELS, RESIZE_POLICIES, decode_image_tensor, on_white, resize_image
-
-SOURCE_KINDS = ("folder", "csv", "tfds", "npz")
-MAX_IMAGE_SIDE = 4096  # data.image_size per side: one 4096x4096 RGB float batch of 32 is 6.4 GB already
-AUGMENT_PLACES = ("data", "model")
-DATA_CONSTRAINTS = {
-    "batch_size": Interval(1, integer=True),
-    "val_split": Interval(0, 1, closed="left"),
-    "test_split": Interval(0, 1, closed="left"),
-    "few_shot": Interval(1, integer=True),
-    "balance": OneOf(BALANCE_MODES),
-    "augment_in": OneOf(AUGMENT_PLACES),
-    "resize": OneOf(RESIZE_POLICIES),
-    "cache": OneOf(CACHE_MODES),
-    "seed": Interval(0, integer=True),
-    "max_pixels": Interval(1, integer=True),
-}
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Everything that decides what the model sees; validated on construction.
-
-    `source`: `digits` | `digits_0_4` | `digits_5_9` | `faces` | `plates_0_4` | `letters` |
-    `folder:PATH` | `csv:PATH` | `tfds:NAME` | `npz:PATH` (or arrays passed to `load_data`); the path of an existing folder,
-    `.csv` or `.npz` file alone means that kind. `image_size` is (height, width), or one number
-    for a square.
-    `val_split` / `test_split` are fractions carved from train when the source has no such split.
-    `few_shot: k` keeps k training examples per class. `balance`: auto (class weights when the
-    largest class has more than 1.5x the images of the smallest, else none) | none | class_weight |
-    oversample | undersample. `exclude`: a text file of image paths (relative to the data folder,
-    or absolute) to leave out, e.g. edited from `keras-transfer check`'s CSVs. `augment`
-    lists augmentations (or maps them to strengths), applied in the tf.data map on CPU
-    (`augment_in: data`) or inside the model on the accelerator (`model`).
-    `resize`: resize | crop_to_aspect_ratio | pad. `cache`: auto (memory if it fits, else disk) |
-    memory | disk | none. `split`, `data_dir` and `download` are for TFDS. `max_pixels`: images
-    whose header declares more pixels are skipped and reported (decompression bombs).
-    `csv_root`: a folder every CSV path must lie inside (for CSVs from others).
-    `unlabeled`: target-domain images whose labels training never reads (`model.adapt: adabn`,
-    `training.self_training`): a folder of images (flat, or class folders whose names are only
-    kept to score pseudo-labels), or any source above; see `keras_transfer.data.unlabeled`.
-    """
-
-    source: str = "digits"
-    image_size: tuple[int, int] | int = (96, 96)
-    batch_size: int = 32
-    val_split: float = 0.15
-    test_split: float = 0.15
-    few_shot: int | None = None
-    balance: str = "auto"
-    augment: Any = ("flip", "rotation")
-    augment_in: str = "data"
-    resize: str = "resize"
-    cache: str = "auto"
-    cache_dir: str | None = None
-    seed: int = 0
-    split: str = "train"
-    data_dir: str | None = None
-    download: bool = True
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    csv_root: str | None = None
-    exclude: str | None = None
-    unlabeled: str | None = None
-
-    def __post_init__(self):
-        check_constraints(self, DATA_CONSTRAINTS, prefix="data")
-        if isinstance(self.image_size, numbers.Integral) and not isinstance(self.image_size, bool):
-            object.__setattr__(self, "image_size", (self.image_size, self.image_size))  # 96 means 96x96
-        given = self.image_size
-        if (not isinstance(given, (tuple, list)) or len(given) != 2
-                or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) for s in given)):
-            raise ValueError(f"data.image_size must be [height, width] in whole pixels (or one number for a "
-                             f"square), got {given!r}")
-        size = tuple(int(s) for s in given)
-        object.__setattr__(self, "image_size", size)
-        if isinstance(self.augment, list):
-            object.__setattr__(self, "augment", tuple(self.augment))
-        if min(size) < 8 or max(size) > MAX_IMAGE_SIDE:
-            # [100000, 100000] once passed and died out of memory with a half-made run folder.
-            raise ValueError(f"data.image_size must be [height, width] of at least 8 pixels and at most "
-                             f"{MAX_IMAGE_SIDE} per side, got {list(given)!r}")
-        if self.val_split + self.test_split >= 0.9:
-            raise ValueError("data.val_split + data.test_split leave almost nothing to train on")
-        augmentation_layers(self.augment)  # names checked now, before any work
-        object.__setattr__(self, "source", expand_source(self.source))
-        source_kind(self.source)
-        if self.unlabeled is not None:
-            from keras_transfer.data.unlabeled import check_unlabeled_source
-
-            object.__setattr__(self, "unlabeled", check_unlabeled_source(self.unlabeled))
-
-
-def expand_source(source: str) -> str:
-    """`source` with its kind spelt out: the path of an existing folder means `folder:PATH`, of a
-    `.csv` or `.npz` file `csv:PATH` / `npz:PATH`; anything else comes back unchanged.
-
-    Embedded names and `kind:` prefixes win over a file of the same name, so the meaning of a
-    source never depends on the working directory unless it can only be a path.
-    """
-    if source in EMBEDDED or source.partition(":")[0] in SOURCE_KINDS:
-        return source
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return f"folder:{source}"
-    if path.is_file() and path.suffix.lower() in (".csv", ".npz"):
-        return f"{path.suffix.lower()[1:]}:{source}"
-    return source
-
-
-def source_kind(source: str, key: str = "data.source") -> tuple[str, str]:
-    """Split `source` into (kind, argument): ("embedded", "digits"), ("folder", "/data/x"), ...
-
-    `key` is the config key named in the error (data.source, data.unlabeled)."""
-    if source in EMBEDDED:
-        return "embedded", source
-    kind, sep, argument = source.partition(":")
-    if sep and kind in SOURCE_KINDS and argument:
-        return kind, argument
-    if not sep and ("/" in source or os.sep in source):
-        raise ValueError(f"{key}: {source} does not exist (give a folder with one subfolder per class, "
-                         "a .csv or an .npz file)")
-    valid = [*EMBEDDED, *(f"{k}:PATH" for k in SOURCE_KINDS if k != "tfds"), "tfds:NAME"]
-    raise ValueError(unknown_name_message(key, source, valid))
-
+from keras_transfer.data.split import balance_indices, class_weights, few_shot, stratified_split
+from keras_transfer.data.images import decode_image_tensor, on_white, resize_image
 
 @dataclass
 class _Split:

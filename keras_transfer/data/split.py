@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-BALANCE_MODES = ("auto", "none", "class_weight", "oversample", "undersample")
+from keras_transfer.config import BALANCE_MODES
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int,

@@ -20,24 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_transfer.data.pipeline import DataBundle, DataConfig, _Split, expand_source, load_data, source_kind
+from keras_transfer.config import DataConfig, source_kind
+from keras_transfer.data.pipeline import DataBundle, _Split, load_data
 from keras_transfer.data.records import IMAGE_EXTENSIONS, Records, drop_bad_files
 
 UNKNOWN = -1  # the label every unlabelled image carries through the pipeline
-
-
-def check_unlabeled_source(source: str) -> str:
-    """`data.unlabeled` expanded and checked without reading images: one error naming the key and
-    the source when it is misspelt, or a path that does not exist."""
-    expanded = expand_source(source)
-    kind, argument = source_kind(expanded, key="data.unlabeled")
-    if kind == "tfds":
-        raise ValueError(f"data.unlabeled: {source} is streamed from TFDS; give a folder, .npz, .csv or an "
-                         "embedded dataset (unlabelled images are counted and revisited)")
-    if kind in ("folder", "csv", "npz") and not Path(argument).expanduser().exists():
-        raise ValueError(f"data.unlabeled: {argument} does not exist (give a folder of images, a .csv, an .npz "
-                         "or an embedded dataset such as plates_0_4)")
-    return expanded
 
 
 @dataclass
