@@ -25,7 +25,8 @@ from typing import Any, Callable
 import numpy as np
 
 from keras_transfer.config import DataConfig, source_kind
-from keras_transfer.data.pipeline import DataBundle, _Split, load_data
+from keras_transfer.data.bundle import DataBundle, Examples
+from keras_transfer.data.load import load_data
 from keras_transfer.data.records import Skipped
 from keras_transfer.data.split import class_weights
 
@@ -108,7 +109,7 @@ def recorded_data(config: DataConfig, path: str | os.PathLike, *, task: str | No
         paths = [os.path.join(base, p) for p in entry["paths"]]
         missing.extend(p for p in paths if not os.path.isfile(p))
         kept.update(paths)
-        splits[name] = _Split(np.asarray(entry["labels"], dtype=dtype), paths=paths)
+        splits[name] = Examples(np.asarray(entry["labels"], dtype=dtype), paths=paths)
     if missing:
         raise ValueError(f"{len(set(missing))} image(s) of the split this run started with are gone (first: "
                          f"{missing[0]}); put them back to resume, or start a new run in a new --output-dir")
@@ -174,7 +175,7 @@ def _base(config: DataConfig) -> str:
     return os.path.abspath(where if kind == "folder" else where.parent)
 
 
-def _digest(split: _Split) -> str:
+def _digest(split: Examples) -> str:
     digest = hashlib.blake2b(digest_size=16)
     for array in (split.labels, split.images):
         array = np.ascontiguousarray(array)
