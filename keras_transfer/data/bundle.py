@@ -1,7 +1,7 @@
-"""The loaded data: each split's examples and the `DataBundle` that holds them.
+"""The loaded data: each split's examples, the `DataBundle` that holds them, and the task.
 
-Every loader (`keras_transfer.data.load`) ends in a `DataBundle`, whose `dataset` builds the
-tf.data pipeline of a split (`keras_transfer.data.pipeline`).
+Every loader (`keras_transfer.data.load`) ends in a `DataBundle`; `resolve_task` turns what its
+labels are into the run's task, once, and everything after loading reads `DataBundle.task`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,38 @@ from typing import Any
 import numpy as np
 
 from keras_transfer.config import DataConfig
-from keras_transfer.core.names import unknown_name_message
+from keras_transfer.core.names import printable, unknown_name_message
 from keras_transfer.data.augment import augmentation_model
 from keras_transfer.data.pipeline import split_dataset
 from keras_transfer.data.records import Skipped
+
+# Tasks whose labels are one class index per image.
+SINGLE_LABEL = ("multiclass", "binary")
+
+
+def resolve_task(labels: str, requested: str | None, class_names: list[str], source: str) -> str:
+    """The task of data whose `labels` are "multiclass" (one class per image), "multilabel" (several)
+    or "regression" (numeric targets), for the configured `requested` task (`model.task`, or None).
+
+    The data decides multilabel and regression; one class per image is a multiclass task, or binary
+    when asked for and there are two classes. Asking for what the data cannot give raises ValueError.
+    """
+    if labels in ("multilabel", "regression"):
+        return labels
+    if requested == "binary":
+        if len(class_names) != 2:
+            raise ValueError(f"model.task: binary has one sigmoid output for two classes, and {source} has "
+                             f"{len(class_names)} ({printable(', '.join(class_names[:5]))}"
+                             f"{', ...' if len(class_names) > 5 else ''}); use model.task: multiclass")
+        return "binary"
+    if requested == "regression":
+        raise ValueError(f"model.task: regression needs a numeric target per image, and {source} has class names")
+    if requested == "multilabel":
+        raise ValueError(f"model.task: multilabel needs images with several labels, and {source} has one class "
+                         "per image (several labels per image come from a CSV whose labels read like a|b); use "
+                         "model.task: multiclass")
+    return "multiclass"
+
 
 @dataclass
 class Examples:
@@ -50,6 +78,8 @@ class DataChangedError(ValueError):
 class DataBundle:
     """The loaded data: per-split pipelines on demand, class names, counts and the data report.
 
+    `task` is the run's task, resolved once when the data loads (`resolve_task`): what the data
+    holds decides multilabel and regression, the configured `model.task` multiclass or binary.
     With `task == "regression"` the labels are float32 targets and `class_names` holds the one
     target's name (the CSV column, or "target"), so `num_classes` is the head's one output.
     """

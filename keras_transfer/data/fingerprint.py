@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from keras_transfer.config import DataConfig, source_kind
-from keras_transfer.data.bundle import DataBundle, Examples
+from keras_transfer.data.bundle import SINGLE_LABEL, DataBundle, Examples, resolve_task
 from keras_transfer.data.load import load_data
 from keras_transfer.data.records import Skipped
 from keras_transfer.data.split import class_weights
@@ -104,7 +104,8 @@ def recorded_data(config: DataConfig, path: str | os.PathLike, *, task: str | No
         return _reloaded(config, record, task, path)
     base = _base(config)
     splits, missing, kept = {}, [], set()
-    dtype = np.int64 if record["task"] == "multiclass" else np.float32
+    labels = "multiclass" if record["task"] in SINGLE_LABEL else record["task"]  # what the labels are
+    dtype = np.int64 if labels == "multiclass" else np.float32
     for name, entry in entries.items():
         paths = [os.path.join(base, p) for p in entry["paths"]]
         missing.extend(p for p in paths if not os.path.isfile(p))
@@ -116,10 +117,10 @@ def recorded_data(config: DataConfig, path: str | os.PathLike, *, task: str | No
     names = list(record["class_names"])
     _say_what_is_new(config, names, kept, record, log)
     weights = None
-    if config.balance == "class_weight" and record["task"] == "multiclass":
+    if config.balance == "class_weight" and labels == "multiclass":
         weights = class_weights(splits["train"].labels, len(names))
     skipped = [Skipped(s["path"], s["reason"]) for s in record.get("skipped", [])]
-    return DataBundle(config, names, record["task"], splits, skipped, weights)
+    return DataBundle(config, names, resolve_task(labels, task, names, config.source), splits, skipped, weights)
 
 
 def check_run_classes(labels: Path, bundle: DataBundle) -> None:

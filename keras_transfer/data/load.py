@@ -1,4 +1,4 @@
-"""`load_data`: any source to a `DataBundle`.
+"""`load_data`: any source to a `DataBundle`, with the run's task resolved once.
 
 The sources: an embedded dataset, arrays or an `.npz` (`keras_transfer.data.arrays`), TFDS
 (`keras_transfer.data.tfds`), and image files, from class folders or a CSV (here: bad files
@@ -14,7 +14,7 @@ import numpy as np
 
 from keras_transfer.config import DataConfig, source_kind
 from keras_transfer.data.arrays import from_arrays, from_npz
-from keras_transfer.data.bundle import DataBundle, Examples
+from keras_transfer.data.bundle import DataBundle, Examples, resolve_task
 from keras_transfer.data.cache import cache_folder
 from keras_transfer.data.embedded import load_embedded
 from keras_transfer.data.health import leave_out
@@ -34,8 +34,17 @@ def load_data(config: DataConfig, *, x: np.ndarray | None = None, y: np.ndarray 
     is regression too; `task="regression"` (`model.task`) makes integer labels targets as well,
     and is refused for sources that only have class names. Errors name the file, folder or key
     that is wrong and what was expected.
+
+    The bundle's `task` is the run's, resolved here once (`resolve_task`): the data's multilabel or
+    regression, else `task` (`model.task`: multiclass or binary; multiclass when None).
     """
-    regression = task == "regression"
+    bundle = _load(config, x, y, class_names, regression=task == "regression")
+    bundle.task = resolve_task(bundle.task, task, bundle.class_names, "arrays x, y" if x is not None else config.source)
+    return bundle
+
+
+def _load(config: DataConfig, x, y, class_names, *, regression: bool) -> DataBundle:
+    """The bundle of `config.source` (or the arrays), its task saying what its labels are."""
     if config.exclude and (x is not None or source_kind(config.source)[0] not in ("folder", "csv")):
         raise ValueError(f"data.exclude lists image files, and data.source {config.source} holds no files "
                          "(it works with folder: and csv: sources)")

@@ -90,7 +90,8 @@ def split_examples(config: DataConfig, splits: dict[str, Examples], names: list[
     few-shot sampling, class balancing, and the data's health (duplicates, balance, exclusions).
 
     `labels` says what the examples' labels are: "multiclass" (one class index per image),
-    "multilabel" (multi-hot rows) or "regression" (float32 targets): the bundle's task.
+    "multilabel" (multi-hot rows) or "regression" (float32 targets); it is the bundle's task
+    until `load_data` resolves it against `model.task`.
     """
     if labels == "regression":
         return _regression_splits(config, splits, names, skipped)
