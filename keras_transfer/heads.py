@@ -1,66 +1,33 @@
 """Dense heads for the target labels, attached to a backbone to make a classifier.
 
-The head's layers are named `head_*` and form the `head` block, so `set_trainable(model, "head")`
-trains exactly them. The result is a plain `keras.Model` that takes raw pixels.
+The head is described by the config's `HeadConfig` (`model.head`), the one head schema. Its
+layers are named `head_*` and form the `head` block, so `set_trainable(model, "head")` trains
+exactly them. The result is a plain `keras.Model` that takes raw pixels.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
 from typing import Any
 
 import keras
 
+from keras_transfer.config import TASKS, HeadConfig, build_section
 from keras_transfer.core.names import unknown_name_message
-from keras_transfer.core.constraints import Interval, OneOf, check_constraints
-
-TASKS = ("multiclass", "binary", "multilabel", "regression")
-POOLINGS = ("avg", "max", "flatten")
-HEAD_CONSTRAINTS = {
-    "pooling": OneOf(POOLINGS),
-    "dropout": Interval(0, 1, closed="left"),
-    "units.*": Interval(1, integer=True),
-}
-
-
-@dataclass(frozen=True)
-class HeadSpec:
-    """What the new head looks like: pooling, hidden Dense layers, dropout, batch norm.
-
-    `units` lists the hidden layers' widths (empty: a linear classifier on pooled features, the
-    usual choice for small target sets); `dropout` applies before every Dense layer.
-    """
-
-    pooling: str = "avg"
-    units: tuple[int, ...] = ()
-    dropout: float = 0.2
-    batch_norm: bool = False
-    activation: str = "relu"
-
-    def __post_init__(self):
-        check_constraints(self, HEAD_CONSTRAINTS, prefix="head")
-        object.__setattr__(self, "units", tuple(int(u) for u in self.units))
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "HeadSpec":
-        """Build a HeadSpec from a config mapping, naming any unknown key and the closest valid one."""
-        valid = [f.name for f in fields(cls)]
-        for key in values:
-            if key not in valid:
-                raise ValueError(unknown_name_message("head key", key, valid))
-        return cls(**values)
 
 
 def build_classifier(
     backbone: keras.Model,
     num_classes: int,
     *,
-    head: HeadSpec | dict[str, Any] | None = None,
+    head: HeadConfig | dict[str, Any] | None = None,
     task: str = "multiclass",
     keep_source_top: bool = False,
     target_scale: tuple[float, float] | None = None,
 ) -> keras.Model:
     """Attach a new head for `num_classes` target labels to `backbone` and return the classifier.
+
+    `head` is a `HeadConfig` (or its keys as a mapping, checked as `model.head` is; default: the
+    config's default head): pooling, hidden Dense layers, dropout, batch norm.
 
     Tasks: "multiclass" (softmax), "binary" (one sigmoid unit), "multilabel" (a sigmoid per
     label), "regression" (`num_classes` linear outputs). With `keep_source_top=True` the source
@@ -78,7 +45,7 @@ def build_classifier(
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
     if keep_source_top:
         return _keep_source_top(backbone, num_classes)
-    spec = HeadSpec.from_dict(head) if isinstance(head, dict) else (head or HeadSpec())
+    spec = build_section(HeadConfig, head, "model.head") if isinstance(head, dict) else (head or HeadConfig())
     taken = [layer.name for layer in backbone.layers if layer.name.startswith("head_")]
     if taken:
         raise ValueError(

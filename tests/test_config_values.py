@@ -24,7 +24,7 @@ def test_an_image_size_outside_the_documented_bounds_is_refused_naming_the_key()
 
 
 def test_the_largest_documented_image_size_is_accepted():
-    from keras_transfer.data.pipeline import MAX_IMAGE_SIDE
+    from keras_transfer.config import MAX_IMAGE_SIDE
 
     assert load_config(default_config_path(), [f"data.image_size=[{MAX_IMAGE_SIDE}, 8]"]).data.image_size == (MAX_IMAGE_SIDE, 8)
 

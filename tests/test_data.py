@@ -208,6 +208,41 @@ def test_npz_and_array_sources_check_dtype_and_range(tmp_path):
         load_data(_config(f"npz:{tmp_path / 'bad.npz'}"))
 
 
+def test_the_task_is_resolved_once_when_the_data_loads(tmp_path):
+    # The data decides multilabel and regression; one class per image is model.task's multiclass or
+    # binary; what the data cannot give is refused when it loads, not deep inside fit.
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 255, (20, 8, 8, 3), dtype=np.uint8)
+    two, three = np.array([0, 1] * 10), np.array([0, 1, 2, 3] * 5)
+    config = _config("digits", image_size=(8, 8), val_split=0.0, test_split=0.0)
+    assert load_data(config, x=x, y=two).task == "multiclass"
+    assert load_data(config, x=x, y=two, task="binary").task == "binary"
+    assert load_data(config, x=x, y=rng.normal(size=20), task="binary").task == "regression"
+    with pytest.raises(ValueError, match=r"model.task: binary .* has 4 \(0, 1, 2, 3\); use model.task: multiclass"):
+        load_data(config, x=x, y=three, task="binary")
+    with pytest.raises(ValueError, match="model.task: multilabel needs images with several labels"):
+        load_data(config, x=x, y=two, task="multilabel")
+
+
+def test_a_binary_run_reads_its_recorded_split_back_as_binary_whichever_task_the_record_names(tmp_path):
+    import json
+
+    from keras_transfer.data.fingerprint import recorded_data, write_split_record
+
+    root = _class_folder(tmp_path / "imgs", classes=("cat", "dog"), per_class=6)
+    config = _config(f"folder:{root}", cache_dir=str(tmp_path / "cache"))
+    bundle = load_data(config, task="binary")
+    record = tmp_path / "split.json"
+    write_split_record(bundle, record)
+    again = recorded_data(config, record, task="binary", log=lambda _: None)
+    assert again.task == "binary" and again.counts() == bundle.counts()
+    older = json.loads(record.read_text())
+    older["task"] = "multiclass"  # what runs recorded before the task was resolved when the data loads
+    record.write_text(json.dumps(older))
+    again = recorded_data(config, record, task="binary", log=lambda _: None)
+    assert again.task == "binary" and again.splits["train"].labels.dtype == np.int64
+
+
 def test_tfds_source_loads_through_tfds_with_mock_data():
     import tensorflow_datasets as tfds
 

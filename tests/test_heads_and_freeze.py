@@ -9,7 +9,8 @@ import pytest
 import keras
 from keras_transfer.backbones import backbone_blocks, build_backbone
 from keras_transfer.freeze import block_summary, format_table, resolve_trainable, set_trainable
-from keras_transfer.heads import HeadSpec, build_classifier
+from keras_transfer.config import HeadConfig
+from keras_transfer.heads import build_classifier
 
 SHAPE = (32, 32, 3)
 
@@ -38,7 +39,7 @@ def test_each_task_gets_its_output_layer(lite_backbone, task, classes, width):
 
 
 def test_head_layers_form_the_head_block_and_follow_the_spec(lite_backbone):
-    spec = HeadSpec(pooling="max", units=(16, 8), dropout=0.1, batch_norm=True)
+    spec = HeadConfig(pooling="max", units=[16, 8], dropout=0.1, batch_norm=True)
     model = build_classifier(lite_backbone, 3, head=spec)
     blocks = backbone_blocks(model)
     assert list(blocks)[-1] == "head"
@@ -50,12 +51,12 @@ def test_head_layers_form_the_head_block_and_follow_the_spec(lite_backbone):
 
 
 def test_bad_head_config_names_the_key_and_the_closest_choice():
-    with pytest.raises(ValueError, match="unknown head key 'unitz'.*'units'"):
-        HeadSpec.from_dict({"unitz": [8]})
-    with pytest.raises(ValueError, match="unknown value 'mean' in head.pooling"):
-        HeadSpec(pooling="mean")
-    with pytest.raises(ValueError, match="dropout"):
-        HeadSpec(dropout=1.5)
+    with pytest.raises(ValueError, match=r"unknown key 'unitz' in model\.head.*'units'"):
+        build_classifier(keras.Sequential(), 3, head={"unitz": [8]})
+    with pytest.raises(ValueError, match=r"unknown value 'mean' in model\.head\.pooling"):
+        HeadConfig(pooling="mean")
+    with pytest.raises(ValueError, match=r"model\.head\.dropout"):
+        HeadConfig(dropout=1.5)
 
 
 def test_keep_source_top_refuses_a_label_count_that_differs(lite_backbone):

@@ -118,7 +118,7 @@ def test_a_refused_claim_removes_the_parent_folders_it_created(tmp_path):
 
 def test_a_photo_deleted_after_the_start_up_check_is_one_line_naming_it(tmp_path):
     from keras_transfer.data import DataConfig, load_data
-    from keras_transfer.data.pipeline import DataChangedError
+    from keras_transfer.data import DataChangedError
 
     photos = _photo_folder(tmp_path / "photos")
     data = load_data(DataConfig(source=f"folder:{photos}", image_size=16, val_split=0, test_split=0, augment=[],

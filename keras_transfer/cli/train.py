@@ -60,11 +60,11 @@ def _is_photos(overrides: list[str]) -> bool:
     """Whether the (last) data.source set is the user's own files rather than an embedded set."""
     import yaml
 
-    from keras_transfer.data.pipeline import EMBEDDED
+    from keras_transfer.config import EMBEDDED_DATASETS
 
     sources = [o.partition("=")[2] for o in overrides if o.startswith("data.source=")]
     try:
-        return bool(sources) and str(yaml.safe_load(sources[-1])) not in EMBEDDED
+        return bool(sources) and str(yaml.safe_load(sources[-1])) not in EMBEDDED_DATASETS
     except yaml.YAMLError:
         return False  # load_config reports the value in one line
 
@@ -79,7 +79,7 @@ def _named(overrides: list[str]) -> tuple[str, ...]:
 
 def _run_name(path: Path, config) -> str:
     """The run folder's stem: the data folder's (or file's) name for your own data, else the config's."""
-    from keras_transfer.data.pipeline import source_kind
+    from keras_transfer.config import source_kind
 
     kind, argument = source_kind(config.data.source)
     if kind in ("folder", "csv", "npz"):

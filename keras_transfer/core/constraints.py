@@ -1,7 +1,7 @@
 """One table of what each setting may be, checked by one function with one message format.
 
 After scikit-learn's `_parameter_constraints`: choices and ranges are declared once, as data, next
-to the settings they constrain (`DataConfig`, `HeadSpec`, the run config), and `check_constraints`
+to the settings they constrain (`DataConfig`, `HeadConfig`, the run config), and `check_constraints`
 reports the first violation as "<key path> must be ..., got ..." — or, for a misspelt choice,
 "unknown value ... in <key path>; did you mean ...?". Code below the boundary never re-checks.
 """

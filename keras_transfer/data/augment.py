@@ -13,29 +13,16 @@ from collections.abc import Mapping, Sequence
 
 import keras
 
-from keras_transfer.core.names import unknown_name_message
+from keras_transfer.config import augmentation_strengths
 from keras_transfer.core.layers import RandomGeometry
 
-# name -> default strength (the Keras layers' own factors; flip has none)
-DEFAULT_STRENGTH = {"flip": None, "rotation": 0.1, "zoom": 0.1, "translation": 0.1, "contrast": 0.2, "brightness": 0.2}
-AUGMENTATIONS = tuple(DEFAULT_STRENGTH)
 _GEOMETRIC = ("flip", "rotation", "zoom", "translation")
-
-
-def _strengths(spec: Sequence[str] | Mapping[str, float | None]) -> dict[str, float | None]:
-    items = spec.items() if isinstance(spec, Mapping) else ((name, None) for name in spec)
-    chosen = {}
-    for name, strength in items:
-        if name not in DEFAULT_STRENGTH:
-            raise ValueError(unknown_name_message("augmentation", str(name), AUGMENTATIONS, where="data.augment"))
-        chosen[name] = DEFAULT_STRENGTH[name] if strength is None else float(strength)
-    return chosen
 
 
 def augmentation_layers(spec: Sequence[str] | Mapping[str, float | None], seed: int = 0) -> list[keras.layers.Layer]:
     """Build augmentation layers from names (`["flip", "rotation"]`) or names with strengths
     (`{"rotation": 0.2}`). Unknown names raise ValueError naming the closest valid one."""
-    chosen = _strengths(spec)
+    chosen = augmentation_strengths(spec)
     layers: list[keras.layers.Layer] = []
     if any(name in chosen for name in _GEOMETRIC):
         layers.append(RandomGeometry(

@@ -23,7 +23,6 @@ try:
 except ImportError:  # Windows: no advisory locks; the shared prefix is used as before
     fcntl = None
 
-CACHE_MODES = ("auto", "memory", "disk", "none")
 MEMORY_CACHE_LIMIT = 2 << 30  # bytes of uint8 pixels kept in RAM under cache: auto
 # Bumped whenever the key's meaning changes, so old cache files are never read (3: images.DECODER_VERSION
 # 2; 4: disk caches hold pixels only, the labels come from the scan).

@@ -24,7 +24,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from keras_transfer.data.pipeline import DataBundle, DataConfig, _Split, load_data, source_kind
+from keras_transfer.config import DataConfig, source_kind
+from keras_transfer.data.bundle import SINGLE_LABEL, DataBundle, Examples, resolve_task
+from keras_transfer.data.load import load_data
 from keras_transfer.data.records import Skipped
 from keras_transfer.data.split import class_weights
 
@@ -102,22 +104,23 @@ def recorded_data(config: DataConfig, path: str | os.PathLike, *, task: str | No
         return _reloaded(config, record, task, path)
     base = _base(config)
     splits, missing, kept = {}, [], set()
-    dtype = np.int64 if record["task"] == "multiclass" else np.float32
+    labels = "multiclass" if record["task"] in SINGLE_LABEL else record["task"]  # what the labels are
+    dtype = np.int64 if labels == "multiclass" else np.float32
     for name, entry in entries.items():
         paths = [os.path.join(base, p) for p in entry["paths"]]
         missing.extend(p for p in paths if not os.path.isfile(p))
         kept.update(paths)
-        splits[name] = _Split(np.asarray(entry["labels"], dtype=dtype), paths=paths)
+        splits[name] = Examples(np.asarray(entry["labels"], dtype=dtype), paths=paths)
     if missing:
         raise ValueError(f"{len(set(missing))} image(s) of the split this run started with are gone (first: "
                          f"{missing[0]}); put them back to resume, or start a new run in a new --output-dir")
     names = list(record["class_names"])
     _say_what_is_new(config, names, kept, record, log)
     weights = None
-    if config.balance == "class_weight" and record["task"] == "multiclass":
+    if config.balance == "class_weight" and labels == "multiclass":
         weights = class_weights(splits["train"].labels, len(names))
     skipped = [Skipped(s["path"], s["reason"]) for s in record.get("skipped", [])]
-    return DataBundle(config, names, record["task"], splits, skipped, weights)
+    return DataBundle(config, names, resolve_task(labels, task, names, config.source), splits, skipped, weights)
 
 
 def check_run_classes(labels: Path, bundle: DataBundle) -> None:
@@ -173,7 +176,7 @@ def _base(config: DataConfig) -> str:
     return os.path.abspath(where if kind == "folder" else where.parent)
 
 
-def _digest(split: _Split) -> str:
+def _digest(split: Examples) -> str:
     digest = hashlib.blake2b(digest_size=16)
     for array in (split.labels, split.images):
         array = np.ascontiguousarray(array)

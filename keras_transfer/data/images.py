@@ -25,14 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-RESIZE_POLICIES = ("resize", "crop_to_aspect_ratio", "pad")
+from keras_transfer.config import DEFAULT_MAX_PIXELS, RESIZE_POLICIES
+
 # Bumped whenever decoding changes the pixels of some file, so caches of decoded pixels or of
 # features computed from them are never read across the change (2: alpha on white, EXIF applied).
 DECODER_VERSION = 2
 # What tf.io.decode_image reads, by PIL's format names (MPO: a JPEG with extra frames, from cameras).
 TENSORFLOW_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP")
-# PIL's own default limit (Image.MAX_IMAGE_PIXELS): about 9500 x 9500, 268 MB of decoded RGB.
-DEFAULT_MAX_PIXELS = 89_478_485
 
 
 class ImageReadError(ValueError):

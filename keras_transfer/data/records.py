@@ -226,11 +226,6 @@ def _target(path: Path, line: int, column: str, value: str, why: str) -> float:
     return number
 
 
-def check_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
-    """Return why `path` cannot be trained on, or None if the training decoder reads it (see `scan_image`)."""
-    return scan_image(path, max_pixels)[0]
-
-
 def scan_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str | None, tuple[int, int] | None]:
     """Return (why `path` cannot be trained on, None) or (None, its (height, width)) when training reads it.
 

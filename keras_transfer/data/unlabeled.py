@@ -20,24 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_transfer.data.pipeline import DataBundle, DataConfig, _Split, expand_source, load_data, source_kind
+from keras_transfer.config import DataConfig, source_kind
+from keras_transfer.data.bundle import DataBundle, Examples
+from keras_transfer.data.load import load_data
 from keras_transfer.data.records import IMAGE_EXTENSIONS, Records, drop_bad_files
 
 UNKNOWN = -1  # the label every unlabelled image carries through the pipeline
-
-
-def check_unlabeled_source(source: str) -> str:
-    """`data.unlabeled` expanded and checked without reading images: one error naming the key and
-    the source when it is misspelt, or a path that does not exist."""
-    expanded = expand_source(source)
-    kind, argument = source_kind(expanded, key="data.unlabeled")
-    if kind == "tfds":
-        raise ValueError(f"data.unlabeled: {source} is streamed from TFDS; give a folder, .npz, .csv or an "
-                         "embedded dataset (unlabelled images are counted and revisited)")
-    if kind in ("folder", "csv", "npz") and not Path(argument).expanduser().exists():
-        raise ValueError(f"data.unlabeled: {argument} does not exist (give a folder of images, a .csv, an .npz "
-                         "or an embedded dataset such as plates_0_4)")
-    return expanded
 
 
 @dataclass
@@ -94,7 +82,7 @@ def load_unlabeled(config: DataConfig, class_names: list[str] | None = None) -> 
             raise ValueError(f"data.unlabeled: {error}") from None
         raw = labelled.splits["train"]
         known = _relabel(raw.labels, labelled.class_names, class_names)
-        split = _Split(np.full(len(raw), UNKNOWN, dtype=np.int64), paths=raw.paths, images=raw.images)
+        split = Examples(np.full(len(raw), UNKNOWN, dtype=np.int64), paths=raw.paths, images=raw.images)
         skipped = labelled.skipped
     if not len(split):
         raise ValueError(f"data.unlabeled: {config.unlabeled} holds no readable image")
@@ -111,10 +99,10 @@ def _is_flat(folder: Path, class_names: list[str] | None) -> bool:
     return not children or (class_names is not None and not children & set(class_names))
 
 
-def _flat_folder(folder: Path, config: DataConfig) -> tuple[_Split, list]:
+def _flat_folder(folder: Path, config: DataConfig) -> tuple[Examples, list]:
     paths = sorted(str(p) for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     records, skipped = drop_bad_files(Records(paths, [()] * len(paths)), max_pixels=config.max_pixels)
-    return _Split(np.full(len(records), UNKNOWN, dtype=np.int64), paths=records.paths), skipped
+    return Examples(np.full(len(records), UNKNOWN, dtype=np.int64), paths=records.paths), skipped
 
 
 def _relabel(labels: np.ndarray, names: list[str], target_names: list[str] | None) -> np.ndarray:

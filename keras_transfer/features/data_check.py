@@ -20,9 +20,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from keras_transfer.config import source_kind
 from keras_transfer.data import DataConfig, load_data
 from keras_transfer.data.health import class_balance, describe_duplicates
-from keras_transfer.data.pipeline import source_kind
 from keras_transfer.features.health import NEAR_DUPLICATE_COSINE, feature_health
 from keras_transfer.core.files import atomic_write_text
 

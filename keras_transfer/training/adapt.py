@@ -24,7 +24,6 @@ import numpy as np
 
 from keras_transfer.forward import compiled_forward
 
-ADAPT_METHODS = ("none", "adabn")
 DEFAULT_PASSES = 3
 UNSETTLED = 0.1  # std a mean may still move in the last pass before the log calls the estimate unsettled
 VARIANCE_FLOOR = 0.01  # of the source's moving variance: a channel's scale grows at most 10x

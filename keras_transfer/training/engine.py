@@ -27,7 +27,7 @@ from keras_transfer.data import DataBundle, load_data
 from keras_transfer.data.fingerprint import check_run_classes, recorded_data, write_split_record
 from keras_transfer.data.health import health_lines
 from keras_transfer.freeze import resolve_trainable
-from keras_transfer.heads import HeadSpec, build_classifier, inference_model
+from keras_transfer.heads import build_classifier, inference_model
 from keras_transfer.core.files import atomic_file, atomic_write_text, claimed_folder, optional_output, write_labels
 from keras_transfer.core.run_dir import RunDir
 from keras_transfer.training.adapt import adapt_batchnorm, adapt_before_fit
@@ -58,27 +58,16 @@ class RunResult:
     chief: bool = True  # False on the other workers of a multi-worker run, whose run_dir is gone
 
 
-def resolve_task(config: RunConfig, data: DataBundle) -> str:
-    """The model's task: the configured one, or the data's when it has several labels per image
-    (multilabel) or numeric targets (regression: a CSV `target` column, an npz with float y)."""
-    if data.task in ("multilabel", "regression"):
-        return data.task
-    return config.model.task
-
-
 def build_model(config: RunConfig, data: DataBundle) -> keras.Model:
     """Build the classifier of `config` for `data`: backbone (cut), augmentation if in-model, head."""
     m = config.model
     backbone = build_backbone(m.backbone, weights=m.weights, input_shape=(*config.data.image_size, 3),
                               cut_at=m.cut_at, include_top=m.keep_source_top, augmentation=data.augmentation())
-    head = HeadSpec(pooling=m.head.pooling, units=tuple(m.head.units), dropout=m.head.dropout,
-                    batch_norm=m.head.batch_norm, activation=m.head.activation)
-    task = resolve_task(config, data)
-    num_classes = 1 if task == "binary" else data.num_classes
+    num_classes = 1 if data.task == "binary" else data.num_classes
     # Regression heads learn standardised targets and rescale them (see build_classifier).
     stats = data.target_stats().get("train")
     scale = (stats["mean"], stats["std"]) if stats else None
-    return build_classifier(backbone, num_classes, head=head, task=task, keep_source_top=m.keep_source_top,
+    return build_classifier(backbone, num_classes, head=m.head, task=data.task, keep_source_top=m.keep_source_top,
                             target_scale=scale)
 
 
@@ -253,7 +242,7 @@ def _run(config: RunConfig, placement: Placement, strategy, resume: bool, log, o
         _log_data(data, log)
     else:
         start_run_dir(config, placement.write_dir, data, log)
-    task = resolve_task(config, data)
+    task = data.task
     state = _Run(config, placement.write_dir, data, model, task, log, placement, strategy)
     _log_strategy(state, strategy)
     start_stage, start_epoch, saved_optimizer, saved_es = 0, 0, None, None

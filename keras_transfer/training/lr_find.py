@@ -25,7 +25,7 @@ from keras_transfer.core.names import unknown_name_message
 from keras_transfer.config import RunConfig
 from keras_transfer.data import load_data
 from keras_transfer.core.files import atomic_write_text
-from keras_transfer.training.engine import build_model, resolve_task
+from keras_transfer.training.engine import build_model
 from keras_transfer.training.stage import prepare_stage
 
 
@@ -90,7 +90,7 @@ def lr_find(config: RunConfig, stage: int | str = 0, *, start_lr: float = 1e-7, 
         if len(initial_weights.weights) != len(model.weights):
             raise ValueError("the starting model does not match the model built from this config")
         model.set_weights(initial_weights.get_weights())
-    prepared = prepare_stage(model, spec, config, data, task=resolve_task(config, data), learning_rate=start_lr,
+    prepared = prepare_stage(model, spec, config, data, task=data.task, learning_rate=start_lr,
                              constant_rate=True)
     trained, fit_model, train_ds, optimizer = prepared.trained, prepared.fit_model, prepared.train_ds, prepared.optimizer
     fit_model.compile(optimizer=optimizer, loss=prepared.loss)
