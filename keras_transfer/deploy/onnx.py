@@ -19,13 +19,13 @@ import numpy as np
 from keras_transfer.deploy.model_files import ModelFileError, check_onnx_file, first_line
 from keras_transfer.deploy.parity import compare, keras_probabilities
 from keras_transfer.core.files import atomic_file
-from keras_transfer.forward import convert_to_onnx, onnx_session_options
 
 
 def export_onnx(model, path: str | os.PathLike, class_names: Sequence[str]) -> Path:
     """Write `model` (without its training state) as an ONNX file with the labels in its metadata (atomic)."""
     import onnx
 
+    from keras_transfer.forward import convert_to_onnx  # imports Keras: not at module level (--help stays light)
     from keras_transfer.heads import inference_model
 
     twin = inference_model(model)
@@ -52,7 +52,7 @@ def onnx_session(path: str | os.PathLike):
 
     check_onnx_file(path)
     try:
-        return onnxruntime.InferenceSession(str(path), onnx_session_options(), providers=["CPUExecutionProvider"])
+        return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as error:  # noqa: BLE001 - onnxruntime's errors derive from Exception alone
         raise ModelFileError(path, f"onnxruntime cannot load this model ({first_line(error)})") from None
 

@@ -106,14 +106,15 @@ class FrozenForward:
                                    for out in session.run(None, {name: np.asarray(x, dtype=np.float32)})]
         if self.log:
             where = f"onnxruntime ({onnx_threads()} threads)" if session is not None else "Keras"
-            self.log(f"frozen pass of {self.model.name} on {where}: {self.reason}")
+            self.log(f"frozen pass of {getattr(self.model, 'name', 'the model')} on {where}: {self.reason}")
 
     def _onnx_session(self, first: np.ndarray):
         """(an onnxruntime session for the model, why) or (None, why Keras runs)."""
         if self.choice == "keras":
             return None, f"{RUNTIME_ENV}=keras"
-        if len(self.model.inputs) != 1 or self.model.inputs[0].dtype not in ("float32", "float16", "float64"):
-            return None, "onnxruntime runs models with one float input here"
+        inputs = getattr(self.model, "inputs", None)  # None for a subclassed model never called symbolically
+        if not inputs or len(inputs) != 1 or inputs[0].dtype not in ("float32", "float16", "float64"):
+            return None, "onnxruntime runs functional models with one float input here"
         if self.choice == "auto" and _gpu_visible():
             return None, "a GPU is visible to TensorFlow, and Keras runs there"
         if self.choice == "auto" and _replicas() > 1:
