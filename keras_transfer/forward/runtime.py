@@ -7,8 +7,8 @@ network converted to ONNX and run by onnxruntime is faster than Keras's compiled
 chooses, at the pass's first batch, by this rule:
 
 - `KT_FROZEN_RUNTIME=keras` (or `runtime="keras"`): Keras, always.
-- onnxruntime or the converter (tf2onnx) missing, or a model with more than one input or a
-  non-float input: Keras.
+- onnxruntime or the converter (tf2onnx) missing, or a model that is not functional, has more
+  than one input or a non-float one: Keras.
 - `auto` (the default) with a GPU visible to TensorFlow, or inside a distribution strategy of
   several replicas: Keras, which runs there.
 - A converted model in the cache for exactly this model (architecture and weights): onnxruntime.
@@ -126,7 +126,10 @@ class FrozenForward:
         missing = _converter_missing()
         if missing:
             return None, missing
-        key = model_key(self.model)
+        try:
+            key = model_key(self.model)
+        except Exception as error:  # noqa: BLE001 - a custom layer's get_config may raise anything
+            return None, f"the model's configuration cannot be keyed for the cache ({first_line(error)})"
         path = self.cache_dir / f"{self.model.name}-{key[:20]}.onnx"
         cached, where = _SESSIONS.get(key), "converted earlier in this process"
         if cached is None:
