@@ -74,8 +74,8 @@ def prepare_stage(model: keras.Model, stage: StageConfig, config: RunConfig, dat
     `learning_rate` overrides the stage's (linear scaling across replicas; the range test's
     start rate) and `batch_size` the data config's (the global batch of a distributed run).
     `constant_rate` drops the stage's schedule, for a caller that sets the rate itself. `log`
-    hears which runtime the cached features' frozen pass ran on. The model is not compiled: the caller compiles `fit_model` (inside its strategy) with
-    `optimizer`, `loss` and `metrics`.
+    hears which runtime the cached features' frozen pass ran on. The model is not compiled: the
+    caller compiles `fit_model` (inside its strategy) with `optimizer`, `loss` and `metrics`.
     """
     rate = stage.learning_rate if learning_rate is None else learning_rate
     batch = batch_size or config.data.batch_size
