@@ -127,7 +127,7 @@ def test_the_forward_pass_is_traced_once_per_model_and_reused():
     import keras
     import numpy as np
 
-    from keras_transfer.forward import _FORWARDS, compiled_forward
+    from keras_transfer.forward.compiled import _FORWARDS, compiled_forward
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     for n in (3, 5, 7, 9, 11, 13):  # a new caller each time, as val, test and the report are

@@ -1,4 +1,4 @@
-"""Helpers that turn a misspelt name into an error message a user can act on."""
+"""Helpers that turn a misspelt name, or another library's long error, into a message a user can act on."""
 
 from __future__ import annotations
 
@@ -55,3 +55,10 @@ def _escape(char: str) -> str:
     if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8, as os.fsdecode keeps it (surrogateescape)
         return f"\\x{code - 0xDC00:02x}"
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """A runtime's error message cut to its first non-empty line (runtimes append stack traces)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = lines[0] if lines else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

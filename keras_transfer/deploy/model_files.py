@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_transfer.core.names import first_line  # noqa: F401 - deploy's modules take it from here
+
 # 2 GiB for one tensor: the largest activation of an EfficientNet-B7 at 600 x 600 (batch 1) is
 # about 90 MB. The declared tensors together may hold 4 times that (LiteRT reuses memory between
 # them, so what it allocates is less than their sum).
@@ -28,13 +30,6 @@ class ModelFileError(ValueError):
     def __init__(self, path: str | os.PathLike, reason: str):
         super().__init__(f"{path}: {reason}")
         self.path, self.reason = str(path), reason
-
-
-def first_line(error: BaseException, limit: int = 300) -> str:
-    """A runtime's error message cut to its first non-empty line (runtimes append stack traces)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    text = lines[0] if lines else type(error).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def check_tflite_tensors(interpreter, path: str | os.PathLike,

@@ -1,5 +1,7 @@
 """ONNX through Keras's own `model.export(format="onnx")` (tf2onnx underneath), checked with onnxruntime.
 
+The conversion is `keras_transfer.forward.convert_to_onnx`, the one frozen passes use too.
+
 The ONNX model takes float32 pixels `images` [N, H, W, 3] in [0, 255] at the model's size and
 returns the probabilities; the class names travel in its metadata (`labels`, a JSON list), so
 any ONNX runtime can name the answer without a side file.
@@ -9,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,23 +24,19 @@ from keras_transfer.core.files import atomic_file
 def export_onnx(model, path: str | os.PathLike, class_names: Sequence[str]) -> Path:
     """Write `model` (without its training state) as an ONNX file with the labels in its metadata (atomic)."""
     import onnx
-    import tensorflow as tf
 
+    from keras_transfer.forward import convert_to_onnx  # imports Keras: not at module level (--help stays light)
     from keras_transfer.heads import inference_model
 
     twin = inference_model(model)
     height, width = (int(d) for d in model.input.shape[1:3])
     twin(np.zeros((1, height, width, 3), np.float32))  # Keras exports only models that were called
-    spec = tf.TensorSpec([None, height, width, 3], tf.float32, name="images")
 
     def write(tmp: Path):
-        with tempfile.TemporaryDirectory() as folder:
-            raw = Path(folder) / "model.onnx"
-            twin.export(str(raw), format="onnx", verbose=False, input_signature=[spec])
-            proto = onnx.load(str(raw))
-            proto.metadata_props.add(key="labels", value=json.dumps(list(class_names)))
-            proto.metadata_props.add(key="input", value="float32 RGB pixels [N, H, W, 3] in [0, 255]")
-            onnx.save(proto, str(tmp))
+        proto = convert_to_onnx(twin, input_name="images")
+        proto.metadata_props.add(key="labels", value=json.dumps(list(class_names)))
+        proto.metadata_props.add(key="input", value="float32 RGB pixels [N, H, W, 3] in [0, 255]")
+        onnx.save(proto, str(tmp))
 
     return atomic_file(Path(path), write)
 

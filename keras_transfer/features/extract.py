@@ -6,6 +6,10 @@ pass over the data serves all layers. Each (layer, split) array is cached in a `
 name and stored metadata hold a key of everything that decides its content: the architecture,
 a hash of the weights, the layer, the input size, the pooling and a fingerprint of the data. A
 file whose metadata does not match, or that cannot be read, is recomputed, never trusted.
+
+The pass itself is `keras_transfer.forward.frozen_forward`: on onnxruntime when that pays and
+agrees with Keras, the converted model cached in the same folder, keyed by the same things
+(architecture, weights, layers, pooling, views, size).
 """
 
 from __future__ import annotations
@@ -29,11 +33,11 @@ from keras_transfer.core.files import atomic_write_bytes
 from keras_transfer.data.images import DECODER_VERSION
 from keras_transfer.core.layers import VIEW_ZOOM, MultiView
 from keras_transfer.core.progress import MIN_BATCHES, batches_of, with_progress
-from keras_transfer.forward import compiled_forward
+from keras_transfer.forward import frozen_cache_dir, frozen_forward
 
 POOLINGS = ("avg", "max")
 _CACHE_FORMAT = 1  # bump when the content of a cache file changes meaning
-_COMPILED: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
+_FEATURE_MODELS: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -136,6 +140,7 @@ def extract_features(
     batch_size: int | None = None,
     views: Sequence[str] = ("full",),
     log: Callable[[str], None] | None = None,
+    runtime: str | None = None,
 ) -> Features:
     """Pooled features of `layers` of a frozen `backbone` for every split of `data`, in one pass.
 
@@ -146,7 +151,9 @@ def extract_features(
     `keras_transfer.core.layers.VIEWS`) takes the features of fixed views of each image, mirrors and
     crops, in the same pass (see `Features`). Results are cached under `cache_dir`
     (default `$KT_CACHE_DIR` or `~/.cache/keras_transfer/features`), so a second call is a file
-    read; `cache=False` always recomputes.
+    read; `cache=False` always recomputes. The pass runs on `runtime` ("auto", "keras" or "onnx",
+    default `$KT_FROZEN_RUNTIME`, else "auto"; see `keras_transfer.forward.frozen_forward`); `log`
+    says which ran and why.
     """
     if pooling not in POOLINGS:
         raise ValueError(unknown_name_message("pooling", pooling, POOLINGS))
@@ -163,34 +170,44 @@ def extract_features(
     for split in splits:
         if split not in data.splits:
             raise ValueError(unknown_name_message("split", split, list(data.splits)))
-    folder = Path(cache_dir or os.environ.get("KT_CACHE_DIR") or Path.home() / ".cache" / "keras_transfer" / "features")
+    folder = Path(cache_dir) if cache_dir else frozen_cache_dir()
     model_key = _model_key(backbone, pooling) if cache else ""
 
     started, hits = time.perf_counter(), 0
-    arrays: dict[str, dict[str, np.ndarray]] = {}
+    found: dict[str, dict[str, np.ndarray]] = {}
+    missing: dict[str, tuple[str, ...]] = {}
     labels: dict[str, np.ndarray] = {}
+    data_keys: dict[str, str | None] = {}
     for split in splits:
         labels[split] = data.splits[split].labels
-        data_key = _data_key(data, split) if cache else None
-        found, missing = {}, []
+        data_key = data_keys[split] = _data_key(data, split) if cache else None
+        found[split] = {}
         for name, layer in resolved.items():
             meta = _meta(backbone, layer, pooling, model_key, data_key, len(labels[split]), views) if data_key else None
             array = _read(_path(folder, backbone, layer, split, meta), meta) if meta else None
-            if array is None:
-                missing.append(name)
-            else:
-                found[name] = array
+            if array is not None:
+                found[split][name] = array
                 hits += 1
-        if missing:
-            computed, computed_labels = _forward(backbone, [resolved[n] for n in missing], pooling,
-                                                 data.dataset(split, training=False, batch_size=batch_size), views)
-            labels[split] = computed_labels
-            for name, array in zip(missing, computed):
-                found[name] = array
-                if data_key:
-                    meta = _meta(backbone, resolved[name], pooling, model_key, data_key, len(array), views)
-                    _write(_path(folder, backbone, resolved[name], split, meta), array, meta)
-        arrays[split] = {name: found[name] for name in resolved}
+        missing[split] = tuple(name for name in resolved if name not in found[split])
+    steps = {}  # one frozen pass per set of missing layers, made once for all the splits that miss them
+    for split in splits:
+        names = missing[split]
+        if not names:
+            continue
+        if names not in steps:
+            images = sum(len(labels[s]) for s in splits if missing[s] == names) * len(views)
+            model = _feature_model(backbone, [resolved[n] for n in names], pooling, views)
+            steps[names] = frozen_forward(model, images=images, cache_dir=folder / backbone.name, runtime=runtime,
+                                          log=log)
+        data_key = data_keys[split]
+        computed, labels[split] = _forward(steps[names], len(names),
+                                           data.dataset(split, training=False, batch_size=batch_size))
+        for name, array in zip(names, computed):
+            found[split][name] = array
+            if data_key:
+                meta = _meta(backbone, resolved[name], pooling, model_key, data_key, len(array), views)
+                _write(_path(folder, backbone, resolved[name], split, meta), array, meta)
+    arrays = {split: {name: found[split][name] for name in resolved} for split in splits}
     seconds = time.perf_counter() - started
     if log:
         total = len(resolved) * len(splits)
@@ -269,15 +286,18 @@ def feature_model(backbone: keras.Model, layers: Sequence[str], pooling: str = "
     return keras.Model(images, per_image, name=f"{backbone.name}_view_features")
 
 
-def _forward(backbone, layers, pooling, dataset, views=("full",)) -> tuple[list[np.ndarray], np.ndarray]:
-    # One traced function per (backbone, layers, pooling): a notebook extracting split after split
-    # or call after call traces once, so extraction runs at the speed of the bare forward pass.
-    compiled = _COMPILED.setdefault(backbone, {})
+def _feature_model(backbone, layers, pooling, views) -> keras.Model:
+    # One feature model per (backbone, layers, pooling, views): a notebook extracting split after
+    # split or call after call traces it once (Keras) or converts it once (onnxruntime).
+    models = _FEATURE_MODELS.setdefault(backbone, {})
     key = (tuple(layers), pooling, tuple(views))
-    if key not in compiled:
-        compiled[key] = compiled_forward(feature_model(backbone, layers, pooling, views), as_list=True)
-    step = compiled[key]
-    chunks: list[list[np.ndarray]] = [[] for _ in layers]
+    if key not in models:
+        models[key] = feature_model(backbone, layers, pooling, views)
+    return models[key]
+
+
+def _forward(step, outputs: int, dataset) -> tuple[list[np.ndarray], np.ndarray]:
+    chunks: list[list[np.ndarray]] = [[] for _ in range(outputs)]
     labels = []
     for x, y in with_progress(dataset, batches_of(dataset), "batch", at_least=MIN_BATCHES):
         for chunk, out in zip(chunks, step(x)):

@@ -66,8 +66,9 @@ def write_run_insights(run_dir: str | Path, model, data, metrics: dict[str, Any]
     split = next((s for s in ("test", "val") if s in metrics and "accuracy" in metrics[s]), None)
     summary: dict[str, Any] = {"split": split}
     if split is not None and data is not None and split in data.splits:
-        paths = data.splits[split].paths
-        predictions = collect_predictions(model, data.dataset(split, training=False), paths=paths)
+        examples = data.splits[split]
+        predictions = collect_predictions(model, data.dataset(split, training=False), paths=examples.paths,
+                                          images=len(examples) if examples.tfds is None else None, log=log)
         summary.update(write_error_analysis(predictions, data.class_names, run_dir, split=split))
         try:
             write_gradcam_plot(model, predictions, data.class_names, run_dir / "plots" / "gradcam.png")

@@ -56,16 +56,21 @@ class Predictions:
 
 
 def collect_predictions(model, dataset, *, keep: int = 16, paths: Sequence[str] | None = None,
-                        predict=None) -> Predictions:
+                        predict=None, images: int | None = None, log=None) -> Predictions:
     """Run `model` (or `predict(x)`, e.g. test-time augmentation) over a (pixels, labels) dataset.
 
     Keeps the pixels (uint8) of the `keep` highest-loss mistakes and the `keep` most confident
     correct examples, for the mistakes grid and the Grad-CAM plot; everything else is dropped as
-    the pass goes, so memory does not grow with the split.
+    the pass goes, so memory does not grow with the split. Without `predict` the pass is
+    `frozen_forward(model, images=images, log=log)`: the model converted for the run's
+    evaluation, if it was, is reused.
     """
-    from keras_transfer.forward import compiled_forward
+    from keras_transfer.forward import frozen_forward
 
-    step = predict or compiled_forward(model)
+    if predict is None:
+        frozen = frozen_forward(model, images=images, log=log)
+        predict = lambda x: frozen(x)[0]  # noqa: E731
+    step = predict
     worst: list[tuple[float, int, np.ndarray]] = []  # min-heaps of (score, index, pixels)
     best: list[tuple[float, int, np.ndarray]] = []
     probabilities, labels, seen = [], [], 0

@@ -33,9 +33,9 @@ from keras_transfer.core.run_dir import RunDir
 from keras_transfer.training.adapt import adapt_batchnorm, adapt_before_fit
 from keras_transfer.training.checkpoint import Checkpointer
 from keras_transfer.training.distribute import Placement, make_strategy, prepare_for_fit
-from keras_transfer.forward import extract
+from keras_transfer.forward import extract, frozen_forward
 from keras_transfer.training.optimizers import block_multipliers
-from keras_transfer.training.stage import jit_compile, prepare_stage
+from keras_transfer.training.stage import jit_compile, prepare_stage, split_images
 from keras_transfer.metrics import (
     classification_metrics,
     score_line,
@@ -314,7 +314,7 @@ def start_run_dir(config: RunConfig, run_dir: Path, data: DataBundle, log: Calla
 def _run_stage(run: _Run, index: int, stage: StageConfig, start_epoch: int, saved_optimizer, saved_es) -> None:
     config, model, data = run.config, run.model, run.data
     prepared = prepare_stage(model, stage, config, data, task=run.task, learning_rate=run.learning_rate(stage),
-                             batch_size=run.global_batch)
+                             batch_size=run.global_batch, log=run.log)
     trained, multipliers, cached = prepared.trained, prepared.multipliers, prepared.cached
     train_ds, val_ds, optimizer = prepared.train_ds, prepared.val_ds, prepared.optimizer
     fit_model = prepare_for_fit(prepared.fit_model, run.strategy)
@@ -347,17 +347,18 @@ def _run_stage(run: _Run, index: int, stage: StageConfig, start_epoch: int, save
 
 def _finish(run: _Run) -> RunResult:
     metrics: dict[str, Any] = {}
-    for split in ("val", "test"):
-        if split in run.data.splits:
-            outputs, labels = extract(run.model, run.data.dataset(split))
-            if run.task != "regression":
-                metrics[split] = classification_metrics(outputs, labels, run.data.class_names, run.task)
-                continue
-            metrics[split] = regression_metrics(outputs, labels)
-            # The last split scored (test, else val) is the one plotted, as for the confusion matrix.
-            optional_output("plots/predicted_vs_true.png", run.log, plot_predicted_vs_true, labels, outputs,
-                      RunDir(run.run_dir).plot("predicted_vs_true.png"), title=f"{split} split",
-                      target=run.data.class_names[0])
+    scored = [split for split in ("val", "test") if split in run.data.splits]
+    step = frozen_forward(run.model, images=split_images(run.data, scored), log=run.log) if scored else None
+    for split in scored:
+        outputs, labels = extract(run.model, run.data.dataset(split), step=step)
+        if run.task != "regression":
+            metrics[split] = classification_metrics(outputs, labels, run.data.class_names, run.task)
+            continue
+        metrics[split] = regression_metrics(outputs, labels)
+        # The last split scored (test, else val) is the one plotted, as for the confusion matrix.
+        optional_output("plots/predicted_vs_true.png", run.log, plot_predicted_vs_true, labels, outputs,
+                        RunDir(run.run_dir).plot("predicted_vs_true.png"), title=f"{split} split",
+                        target=run.data.class_names[0])
     return write_results(run.run_dir, run.model, run.data, metrics, run.history, run.log)
 
 

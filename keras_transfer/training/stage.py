@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import keras
 
 from keras_transfer.config import RunConfig, StageConfig
 from keras_transfer.data import DataBundle
 from keras_transfer.freeze import set_trainable
-from keras_transfer.forward import extract
+from keras_transfer.forward import extract, frozen_forward
 from keras_transfer.training.feature_cache import split_at_head
 from keras_transfer.training.optimizers import block_multipliers, make_optimizer
 
@@ -68,14 +68,14 @@ def jit_compile(config: RunConfig) -> bool:
 
 def prepare_stage(model: keras.Model, stage: StageConfig, config: RunConfig, data: DataBundle, *, task: str,
                   learning_rate: float | None = None, batch_size: int | None = None,
-                  constant_rate: bool = False) -> PreparedStage:
+                  constant_rate: bool = False, log: Callable[[str], None] | None = None) -> PreparedStage:
     """Set `model` up for `stage`: trainable blocks, block rates, cached features, optimizer, loss.
 
     `learning_rate` overrides the stage's (linear scaling across replicas; the range test's
     start rate) and `batch_size` the data config's (the global batch of a distributed run).
-    `constant_rate` drops the stage's schedule, for a caller that sets the rate itself. The
-    model is not compiled: the caller compiles `fit_model` (inside its strategy) with
-    `optimizer`, `loss` and `metrics`.
+    `constant_rate` drops the stage's schedule, for a caller that sets the rate itself. `log`
+    hears which runtime the cached features' frozen pass ran on. The model is not compiled: the
+    caller compiles `fit_model` (inside its strategy) with `optimizer`, `loss` and `metrics`.
     """
     rate = stage.learning_rate if learning_rate is None else learning_rate
     batch = batch_size or config.data.batch_size
@@ -85,7 +85,7 @@ def prepare_stage(model: keras.Model, stage: StageConfig, config: RunConfig, dat
     cached = uses_feature_cache(stage, trained, config)
     if cached:
         extractor, fit_model = split_at_head(model)
-        train_ds, val_ds = _feature_datasets(extractor, data, config, batch)
+        train_ds, val_ds = _feature_datasets(extractor, data, config, batch, log)
     else:
         fit_model = model
         train_ds = data.dataset("train", batch_size=batch)
@@ -117,15 +117,23 @@ def _steps_per_epoch(data: DataBundle, train_ds, batch_size: int) -> int:
     return cardinality if cardinality > 0 else 100
 
 
-def _feature_datasets(extractor: keras.Model, data: DataBundle, config: RunConfig, batch_size: int):
+def split_images(data: DataBundle, splits) -> int | None:
+    """How many images `splits` hold together, for `frozen_forward`'s size rule; None with a streamed TFDS split."""
+    sizes = [None if data.splits[split].tfds is not None else len(data.splits[split]) for split in splits]
+    return None if None in sizes else sum(sizes)
+
+
+def _feature_datasets(extractor: keras.Model, data: DataBundle, config: RunConfig, batch_size: int, log=None):
     import tensorflow as tf
 
-    x, y = extract(extractor, data.dataset("train", training=False))
+    splits = [split for split in ("train", "val") if split in data.splits]
+    step = frozen_forward(extractor, images=split_images(data, splits), log=log)  # one pass for both splits
+    x, y = extract(extractor, data.dataset("train", training=False), step=step)
     train = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=config.data.seed,
                                                               reshuffle_each_iteration=True)
     train = train.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     val = None
     if "val" in data.splits:
-        vx, vy = extract(extractor, data.dataset("val"))
+        vx, vy = extract(extractor, data.dataset("val"), step=step)
         val = tf.data.Dataset.from_tensor_slices((vx, vy)).batch(batch_size)
     return train, val

@@ -1,31 +1,10 @@
-"""The inference forward pass every frozen pass shares: one traced `tf.function` per model.
-
-Training's cached head stage, feature extraction, evaluation, the error analysis and the
-suggestions all run a model over a dataset without training it; they share this pass (and its
-trace) instead of each tracing its own.
-"""
+"""The Keras forward pass for inference: one traced `tf.function` per model, shared by every caller."""
 
 from __future__ import annotations
 
 import weakref
 
 import keras
-import numpy as np
-
-from keras_transfer.core.progress import MIN_BATCHES, batches_of, with_progress
-
-
-def extract(model: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Run `model` once over a (pixels, labels) dataset; return (outputs, labels) in dataset order.
-
-    Serves feature caching (a backbone's features) and evaluation (a classifier's probabilities).
-    """
-    features, labels = [], []
-    step = compiled_forward(model)
-    for x, y in with_progress(dataset, batches_of(dataset), "batch", at_least=MIN_BATCHES):
-        features.append(np.asarray(step(x)))
-        labels.append(np.asarray(y))
-    return np.concatenate(features), np.concatenate(labels)
 
 
 def compiled_forward(model: keras.Model, *, as_list: bool = False):
