@@ -47,7 +47,14 @@ def _imports(path: Path, module: str) -> list[tuple[int, str]]:
     """(line, imported module) for every keras_transfer import in `path`, at any depth."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    # `if TYPE_CHECKING:` imports name types for annotations only; they never run.
+    typing_only = {id(inner) for node in ast.walk(tree) if isinstance(node, ast.If)
+                   and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING"
+                   for stmt in node.body for inner in ast.walk(stmt)}
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             found += [(node.lineno, a.name) for a in node.names if a.name.startswith("keras_transfer")]
         elif isinstance(node, ast.ImportFrom):
@@ -109,3 +116,5 @@ def test_the_check_sees_an_import_inside_a_function(tmp_path):
     source.write_text("def f():\n    from keras_transfer.cli.train import main\n")
     assert _imports(source, "keras_transfer.core.probe") == [(2, "keras_transfer.cli.train")]
     assert _rank("keras_transfer.cli.train") > _rank("keras_transfer.core.probe")
+    source.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from keras_transfer.cli import x\n")
+    assert _imports(source, "keras_transfer.core.probe") == []

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from keras_transfer.cli.common import command_parser, run_cli
-from keras_transfer.deploy.saved_model import DEFAULT_MAX_PIXELS
+from keras_transfer.config import DEFAULT_MAX_PIXELS
 
 
 def build_parser() -> argparse.ArgumentParser:

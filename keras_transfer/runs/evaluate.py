@@ -66,7 +66,7 @@ def evaluate(run_dir: str | os.PathLike | RunDir, *, split: str | None = None, d
     split = choose_split(list(bundle.splits), split, other_data=data is not None, source=data_config.source)
     model = run.load_model()
     check_label_count(labels, int(model.output.shape[-1]), run.labels_path)
-    task = bundle.task if bundle.task in ("multilabel", "regression") else config.model.task
+    task = bundle.task
     dataset = bundle.dataset(split, training=False)
     views = tuple(default_views(config.data.augment)) if tta else ()
     forward = tta_forward(model, views) if tta else None

@@ -65,7 +65,7 @@ def refuse_run_inside_data(run_dir: Path, config: RunConfig) -> None:
     `cd photos && keras-transfer train .` would put `runs/` among the class folders, where every
     later scan of the data finds it as a class.
     """
-    from keras_transfer.data.pipeline import source_kind
+    from keras_transfer.config import source_kind
 
     kind, argument = source_kind(config.data.source)
     if kind != "folder":
