@@ -242,7 +242,7 @@ def target_accuracy(backbone, per_class, *, cut_at=None, frozen=(), train="all",
              "early_stopping": {"monitor": "val_loss", "patience": 3}},
         ]},
     })
-    return fit(config, work / run_name, log=lambda line: None).metrics["test"]["accuracy"]
+    return fit(config, work / run_name, insights=False, log=lambda line: None).metrics["test"]["accuracy"]
 
 source_model = str(source.run_dir / "model.keras")
 scratch_model = str(work / "digits_cnn_init.keras")

@@ -232,14 +232,14 @@ def tiny_run(tmp_path_factory):
     import yaml
 
     from keras_transfer.config import from_dict
-    from keras_transfer.training import run
+    from keras_transfer.runs import fit
 
     folder = tmp_path_factory.mktemp("tiny_run")
     raw = {"data": {"source": "digits", "image_size": [16, 16], "batch_size": 64, "augment": []},
            "model": {"backbone": str(_tiny_source(folder / "tiny.keras")), "head": {"dropout": 0.0}},
            "training": {"stages": [{"name": "all", "train": "all", "epochs": 2, "learning_rate": 0.01}]}}
     (folder / "config.yaml").write_text(yaml.safe_dump(raw))
-    run(from_dict(raw), folder / "run", log=lambda line: None)
+    fit(from_dict(raw), folder / "run", log=lambda line: None)
     return folder
 
 

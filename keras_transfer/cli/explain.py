@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from keras_transfer.cli.common import command_parser, run_cli
+from keras_transfer.core.run_dir import RunDir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +37,7 @@ def find_keras_model(path: Path) -> Path:
         return path
     if not path.is_dir():
         raise FileNotFoundError(f"--model {path} does not exist")
-    candidates = [path / "model.keras", *sorted(path.glob("*.keras")), *sorted(path.glob("*/*.keras"))]
+    candidates = [RunDir(path).model_path, *sorted(path.glob("*.keras")), *sorted(path.glob("*/*.keras"))]
     found = next((c for c in candidates if c.is_file()), None)
     if found is None:
         raise FileNotFoundError(f"--model {path} holds no .keras file (a SavedModel alone has no layers to explain)")

@@ -49,6 +49,9 @@ class RunDir:
     mistakes_path = property(lambda self: self.path / "mistakes.csv")
     report_path = property(lambda self: self.path / "report.html")
     export_dir = property(lambda self: self.path / "export")
+    exported_keras_path = property(lambda self: self.export_dir / "model.keras")
+    exported_labels_path = property(lambda self: self.export_dir / "labels.txt")
+    saved_model_dir = property(lambda self: self.export_dir / "saved_model")
 
     def plot(self, name: str) -> Path:
         """The path of the figure `name` (e.g. "confusion_matrix.png") in the run's plots folder."""

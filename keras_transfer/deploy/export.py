@@ -64,7 +64,7 @@ def export_run(run_dir: str | os.PathLike, formats: Sequence[str] = ("saved_mode
     check_label_count(class_names, int(model.output.shape[-1]), run.labels_path)
     regression = is_regression(class_names)
     make_dir(out)
-    write_labels(out / "labels.txt", class_names)  # for .keras and .tflite
+    write_labels(run.exported_labels_path, class_names)  # for .keras and .tflite
     written, report = {}, {}
     if "saved_model" in formats:
         from keras_transfer.deploy.saved_model import (
@@ -72,14 +72,14 @@ def export_run(run_dir: str | os.PathLike, formats: Sequence[str] = ("saved_mode
             next_version_dir,
         )
 
-        written["saved_model"] = export_saved_model(model, next_version_dir(out / "saved_model"), class_names,
+        written["saved_model"] = export_saved_model(model, next_version_dir(run.saved_model_dir), class_names,
                                                     resize=config.data.resize)
         report["saved_model"] = {"path": str(written["saved_model"])}
         log(f"SavedModel: {written['saved_model']} (signatures serving_default, serve_bytes)")
     if "keras" in formats:
         from keras_transfer.deploy.inference import export_keras
 
-        written["keras"] = export_keras(model, out / "model.keras")
+        written["keras"] = export_keras(model, run.exported_keras_path)
         report["keras"] = {"path": str(written["keras"])}
         log(f"Keras: {written['keras']}")
     pixels = None

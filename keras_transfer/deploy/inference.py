@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_transfer.core.run_dir import RunDir
 from keras_transfer.metrics import two_column
 from keras_transfer.heads import inference_model
 from keras_transfer.data.images import DEFAULT_MAX_PIXELS
@@ -64,8 +65,8 @@ def find_run_model(run_dir: str | os.PathLike) -> Path:
     from keras_transfer.deploy.saved_model import latest_version_dir
 
     run_dir = Path(run_dir)
-    for candidate in (latest_version_dir(run_dir / "export" / "saved_model"), run_dir / "export" / "model.keras",
-                      run_dir / "model.keras"):
+    run = RunDir(run_dir)
+    for candidate in (latest_version_dir(run.saved_model_dir), run.exported_keras_path, run.model_path):
         if candidate is not None and candidate.exists():
             return candidate
     raise FileNotFoundError(f"{run_dir} holds no model (no export/saved_model/<version>, export/model.keras or "

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from keras_transfer.core.files import atomic_write_text
+from keras_transfer.core.run_dir import RunDir
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
@@ -117,7 +118,7 @@ def render_report(run_dir: str | Path) -> str:
     run_dir = Path(run_dir)
     plots = run_dir / "plots"
     sections: list[tuple[str, str]] = []
-    metrics = _read_json(run_dir / "metrics.json")
+    metrics = _read_json(RunDir(run_dir).metrics_path)
     if metrics:
         sections.append(("Scores and per-class metrics", _scores(metrics)))
     report = _read_json(run_dir / "data_report.json")

@@ -18,7 +18,7 @@ from keras_transfer.core.run_dir import RunDir
 
 
 def fit(config: RunConfig, run_dir: str | os.PathLike | RunDir, *, resume: bool = False,
-        named: Sequence[str] = (), log: Callable[[str], None] = print):
+        named: Sequence[str] = (), insights: bool = True, log: Callable[[str], None] = print):
     """Train `config` into `run_dir` and return the run's `RunResult` (model, data, metrics, history).
 
     `recipe: auto` is measured here (`named` lists config keys the user set explicitly, which the
@@ -26,6 +26,8 @@ def fit(config: RunConfig, run_dir: str | os.PathLike | RunDir, *, resume: bool 
     `model.head.type` other than `dense` trains a classifier on frozen features; `dense` runs the
     fine-tuning stages, continuing the last checkpoint when `resume`. Insights and the exports in
     `export.formats` follow; a figure that fails to draw is one logged line, never a lost model.
+    `insights=False` skips the error analysis, Grad-CAM and report.html (seconds per run), for
+    sweeps that compare many runs by their metrics.
     """
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     refuse_run_inside_data(run.path, config)
@@ -47,10 +49,11 @@ def fit(config: RunConfig, run_dir: str | os.PathLike | RunDir, *, resume: bool 
         result = train_stages(config, run.path, resume=resume, log=log)
     if not getattr(result, "chief", True):
         return result  # a multi-worker run: only the chief writes what follows
-    from keras_transfer.interpret.insights import write_run_insights
+    if insights:
+        from keras_transfer.interpret.insights import write_run_insights
 
-    optional_output("the error analysis and report.html", log, write_run_insights, run.path, result.model,
-                    result.data, result.metrics, result.history, log)
+        optional_output("the error analysis and report.html", log, write_run_insights, run.path, result.model,
+                        result.data, result.metrics, result.history, log)
     extra = [fmt for fmt in config.export.formats if fmt != "keras"]  # model.keras is always written
     if extra:
         from keras_transfer.deploy import export_run
