@@ -67,7 +67,7 @@ def _check_unlabeled(config: RunConfig) -> None:
         raise ConfigError(f"{' and '.join(users)} need(s) data.unlabeled: a folder of unlabelled target images "
                           "(or any source, whose labels are then ignored)")
     if config.training.self_training is not None and config.model.head.type == "dense":
-        raise ConfigError("training.self_training refits a classifier on cached features (Solution II); set "
+        raise ConfigError("training.self_training refits a classifier on cached features (feature extraction); set "
                           "model.head.type: logistic, linear_svm or knn")
 
 

@@ -1,4 +1,4 @@
-"""Deployment: export a trained classifier (SavedModel for TF Serving, `.keras`, TFLite, ONNX) and
+"""Deployment: export a trained model (classifier or regressor; SavedModel for TF Serving, `.keras`, TFLite, ONNX) and
 predict with any of them. The `export` and `predict` commands are thin CLIs over this package."""
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ class RunResult:
 
 
 def build_model(config: RunConfig, data: DataBundle) -> keras.Model:
-    """Build the classifier of `config` for `data`: backbone (cut), augmentation if in-model, head."""
+    """Build the model of `config` for `data` (a classifier, or a regressor for numeric targets): backbone (cut), augmentation if in-model, head."""
     m = config.model
     backbone = build_backbone(m.backbone, weights=m.weights, input_shape=(*config.data.image_size, 3),
                               cut_at=m.cut_at, include_top=m.keep_source_top, augmentation=data.augmentation())
