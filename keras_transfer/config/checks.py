@@ -59,7 +59,7 @@ def _check_stages(config: RunConfig) -> None:
 
 
 def _check_unlabeled(config: RunConfig) -> None:
-    """AdaBN and self-training read data.unlabeled; self-training runs on Solution II's cached features."""
+    """AdaBN and self-training read data.unlabeled; self-training runs on feature extraction's cached features."""
     users = [f"model.adapt: {config.model.adapt}"] if config.model.adapt != "none" else []
     if config.training.self_training is not None:
         users.append("training.self_training")

@@ -20,7 +20,7 @@ CACHE_FEATURES = ("auto", "always", "never")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 LR_SCALING = ("none", "linear")
 # `stages` runs every configured stage; `auto` measures the data and runs the best prefix of
-# head / top / full, or Solution II (`keras_transfer.features.advisor.decide`).
+# head / top / full, or a linear probe (`keras_transfer.features.advisor.decide`).
 RECIPES = ("stages", "auto")
 EXPORT_FORMATS = ("keras", "saved_model", "tflite", "onnx")
 # What Keras logs per epoch for our losses and metrics (accuracy, or mae for regression).
