@@ -43,7 +43,7 @@ def fit(config: RunConfig, run_dir: str | os.PathLike | RunDir, *, resume: bool 
     if config.training.recipe == "auto":
         from keras_transfer.features.advisor import resolve_recipe
 
-        config = resolve_recipe(config, named=tuple(named), log=log)
+        config = resolve_recipe(config, named=tuple(named), log=log, budget=budget)
     if config.model.head.type != "dense":
         # No epochs to resume: a rerun reads the features from the cache.
         from keras_transfer.features.solution import run_feature_classifier
