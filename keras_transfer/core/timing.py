@@ -19,6 +19,8 @@ _SECONDS = {"s": 1, "m": 60, "h": 3600}
 # Items timed after the first before a phase says how long it has left: enough to smooth a
 # batch's jitter, few enough that the line comes early in a long phase.
 ETA_AFTER = 5
+# A phase with less than this left (seconds) says nothing: its end comes before the line is read.
+ETA_MIN_SECONDS = 10.0
 
 
 def parse_duration(text: str) -> float:
@@ -68,11 +70,17 @@ class TimeBudget:
         return "no limit" if self.limit is None else format_duration(self.limit)
 
 
+def worth_saying(left: float) -> bool:
+    """Whether a phase with `left` seconds to go is long enough to say so (`ETA_MIN_SECONDS`)."""
+    return left >= ETA_MIN_SECONDS
+
+
 class Eta:
     """One line, once, saying how long a phase of `total` items has left, from its first items.
 
     Call `step(done)` after each item; after the first `ETA_AFTER` items past the first it logs
-    `"{phase}: about 40 s left (75 more batches at ~0.52 s)"`, unless the phase is nearly done.
+    `"{phase}: about 40 s left (75 more batches at ~0.52 s)"`, unless the phase is nearly done
+    or has less than `ETA_MIN_SECONDS` left.
     """
 
     def __init__(self, phase: str, total: int, unit: str, log: Callable[[str], None], *, after: int = ETA_AFTER):
@@ -92,6 +100,8 @@ class Eta:
         if left < self.after:
             return  # nearly done: the estimate would arrive with the end
         per = (now - self.first) / (done - 1)
+        if not worth_saying(per * left):
+            return
         units = self.unit + ("es" if self.unit.endswith(("s", "ch", "sh", "x")) else "s")
         self.log(f"{self.phase}: about {format_duration(per * left)} left ({left} more {units} at "
                  f"~{format_duration(per)})")

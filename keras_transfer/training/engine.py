@@ -285,7 +285,7 @@ def _run(config: RunConfig, placement: Placement, strategy, resume: bool, log, o
             if budget.spent and state.history:  # a run always trains something: its first stage starts even late
                 skipped = [s.name for s in config.training.stages[index:]]
                 log(f"time limit: {budget.describe()} spent; skipping stage{'s' * (len(skipped) > 1)} "
-                    f"{', '.join(repr(name) for name in skipped)} (--resume continues with them)")
+                    f"{', '.join(repr(name) for name in skipped)} (--resume continues from there)")
                 break
             resuming = index == start_stage
             _run_stage(state, index, stage, start_epoch if resuming else 0,

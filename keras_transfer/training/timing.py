@@ -1,6 +1,6 @@
 """A stage's two clocks: the one line saying how long it has left, and the time limit that ends it.
 
-`StageEta` logs once per stage, from its first epoch: from the first batches when an epoch is long
+`StageEta` logs once per stage with `ETA_MIN_SECONDS` or more to go, from its first epoch: from the first batches when an epoch is long
 (`LONG_EPOCH` batches or more), else at the end of the first epoch. `TimeLimit` ends `fit` at the
 end of the batch in which the run's budget runs out; Keras then validates that epoch and ends the
 stage as early stopping would (restoring the best weights where early stopping keeps them).
@@ -13,7 +13,7 @@ from typing import Callable
 
 import keras
 
-from keras_transfer.core.timing import ETA_AFTER, TimeBudget, format_duration
+from keras_transfer.core.timing import ETA_AFTER, TimeBudget, format_duration, worth_saying
 
 # An epoch this long (batches) says how long the stage has left from its first batches, not at its end.
 LONG_EPOCH = 4 * ETA_AFTER
@@ -58,6 +58,8 @@ class StageEta(keras.callbacks.Callback):
 
     def _say(self, left: float, how: str) -> None:
         self.said = True
+        if not worth_saying(left):
+            return
         line = f"stage '{self.stage}': about {format_duration(left)} left ({how})"
         if self.budget is not None and self.budget.remaining() < left:
             line += f"; the time limit ends it in {format_duration(self.budget.remaining())}"
