@@ -127,3 +127,19 @@ def test_a_phase_with_little_left_says_nothing():
     lines: list[str] = []
     list(with_progress(range(40), 40, "batch", at_least=20, eta=lines.append))  # 40 batches in microseconds
     assert lines == []
+
+
+def test_auto_with_no_time_left_for_fine_tuning_runs_feature_extraction_and_says_why(tmp_path, monkeypatch):
+    from keras_transfer.features import advisor
+
+    monkeypatch.setattr(advisor, "LINEAR_PROBE_BELOW", 10)  # digits' ~126 per class: fine-tuning territory
+    stages = [*HEAD_THEN_TOP, {"name": "full", "train": "all", "epochs": 2, "learning_rate": 0.001}]
+    raw = tiny_config(tmp_path, stages)
+    raw["training"].update(time_limit=0.001, recipe="auto")
+    lines: list[str] = []
+    result = fit(from_dict(raw), tmp_path / "run", insights=False, log=lines.append)
+    why = [line for line in lines if "time limit: stages head -> top -> full would take about" in line]
+    assert len(why) == 1 and why[0].endswith("so auto runs feature extraction: a logistic regression on the "
+                                             "backbone's features, one pass"), lines
+    run = RunDir(result.run_dir)
+    assert run.model_path.is_file() and "test" in json.loads(run.metrics_path.read_text())

@@ -335,6 +335,15 @@ def recipe_for_budget(recipe: str, stages: list[StageConfig], pass_seconds: floa
                     f"{format_duration(remaining)} remain, so auto runs {instead}")
 
 
+def _timed_pass(backbone: keras.Model, data: DataBundle, max_batches: int) -> float:
+    """Seconds an eager pass of `backbone` takes over the first `max_batches` training batches, as
+    `bn_shift` runs it: the time limit's estimate for a backbone without BatchNorm."""
+    started = time.perf_counter()
+    for x, _ in data.dataset("train", training=False).take(max_batches):
+        backbone(x, training=False)
+    return time.perf_counter() - started
+
+
 # What a user names that auto must not overrule: the head, the cut point, the stages.
 NAMED_KEYS = ("model.head.type", "model.head.layers", "model.head.C", "model.head.views", "model.cut_at",
               "training.stages")
@@ -379,21 +388,25 @@ def resolve_recipe(config: RunConfig, *, named: tuple[str, ...] = (), cache_dir:
         # Size alone picks fine-tuning here: probing every block would cost a pass over all the
         # images and change nothing but the placement's wording.
         started_shift = time.perf_counter()
-        decision = decide(per_class, None, bn_shift(backbone, data))
+        shift = bn_shift(backbone, data)
+        decision = decide(per_class, None, shift)
         shift_seconds = time.perf_counter() - started_shift
         recipe, cut = decision.recipe, None
         budget = budget or TimeBudget(config.training.time_limit)
         if budget.limit is not None:
             images = sum(counts.values())
             seen = min(images, 8 * data.config.batch_size)  # what bn_shift ran
-            recipe, cut = recipe_for_budget(recipe, config.training.stages, shift_seconds * images / seen,
+            seconds = shift_seconds if shift is not None else _timed_pass(backbone, data, 8)
+            recipe, cut = recipe_for_budget(recipe, config.training.stages, seconds * images / seen,
                                             budget.remaining())
         _apply_recipe(raw, recipe, [], None)
         if recipe == "linear_probe":
             from keras_transfer.features.extract import hand_over
 
             hand_over(config, backbone)
-        log(f"recipe auto: {describe_recipe(recipe)} ({per_class:g} training examples per class; the "
+        described = "feature extraction (a logistic regression on the backbone's features)" if cut and \
+            recipe == "linear_probe" else describe_recipe(recipe)
+        log(f"recipe auto: {described} ({per_class:g} training examples per class; the "
             f"probe of every block is skipped{'' if cut else ', the recipe is fine-tuning whatever it finds'}; "
             f"BatchNorm shift measured in {shift_seconds:.1f} s)")
         for reason in decision.reasons + ([cut] if cut else []):
