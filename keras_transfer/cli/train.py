@@ -1,7 +1,7 @@
 """`keras-transfer train`: run a transfer-learning job on your data, or from a YAML config.
 
     keras-transfer train [PATH_OR_SOURCE] [--config NAME|FILE.yaml] [--output-dir DIR]
-                                   [--set a.b=value ...] [--resume]
+                                   [--set a.b=value ...] [--time-limit 10m] [--resume]
 
 PATH_OR_SOURCE (or `--data`) is the data: a folder with one subfolder of images per class, a
 `.csv` or `.npz` file, or any `data.source` (`folder:PATH`, `tfds:NAME`, `digits`, ...). Given a
@@ -10,6 +10,8 @@ mild augmentation, head then top blocks); with neither, the packaged `default` (
 digits demo). With `model.head.type: logistic | linear_svm | knn` it trains that classifier on
 frozen features (feature extraction) instead of fine-tuning in stages. Configuration errors print
 one line naming the key and the closest valid choice, exit with status 2, and write nothing.
+`--time-limit` (`training.time_limit`) bounds the run: at the limit training stops with the model
+so far, which is scored and saved as usual.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(parser)
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="run directory (default: runs/<data folder>-<time>, or runs/<config>-<time>)")
+    parser.add_argument("--time-limit", default=None, metavar="DURATION",
+                        help="stop training at this much time (90s, 10m, 1h, 1.5h) and finish with the best model so "
+                             "far; recipe: auto picks a cheaper recipe when fine-tuning clearly would not fit")
     parser.add_argument("--resume", action="store_true",
                         help="continue the interrupted run in --output-dir from its last completed epoch")
     return parser
@@ -88,20 +93,37 @@ def _run_name(path: Path, config) -> str:
     return path.stem
 
 
+def _time_limit(text: str | None) -> float | None:
+    """--time-limit in seconds, or None; a form it does not read is one line naming the option."""
+    from keras_transfer.config import ConfigError
+    from keras_transfer.core.timing import DURATION_EXAMPLE, parse_duration
+
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise ConfigError(f"--time-limit {text}: write a number and s, m or h, e.g. --time-limit {DURATION_EXAMPLE}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Validate the configuration, then train; return the process exit status."""
     args = build_parser().parse_args(argv)
     from keras_transfer.config import ConfigError, load_config
 
+    limit = _time_limit(args.time_limit)
     if args.resume:
         if args.output_dir is None or not (args.output_dir / "config.yaml").is_file():
             raise ConfigError("--resume needs --output-dir pointing at an interrupted run (a folder with config.yaml)")
         if args.overrides or args.config or args.source or args.data:
             raise ConfigError("--resume continues a run with its own saved config and data; drop the data source, "
                               "--config and --set")
-        config = load_config(args.output_dir / "config.yaml")
+        config = load_config(args.output_dir / "config.yaml",
+                             [] if limit is None else [f"training.time_limit={limit}"])
         run_dir = args.output_dir
     else:
+        if limit is not None:
+            args.overrides = [*args.overrides, f"training.time_limit={limit}"]
         path, config = _config(args)
         if args.config is None and path.stem == "photos":  # say which recipe, never silently
             print(f"recipe: the packaged photos config ({path}); --config NAME or FILE picks another")

@@ -33,6 +33,9 @@ def check_run(config: RunConfig) -> None:
                                   "(cut it with model.cut_at)")
     _check_unlabeled(config)
     _check_stages(config)
+    if config.training.time_limit is not None and config.training.strategy == "multi_worker":
+        raise ConfigError("training.time_limit: the workers of a multi_worker run would each stop at their own "
+                          "batch and wait for each other; drop the time limit, or train on one machine")
 
 
 def _check_stages(config: RunConfig) -> None:

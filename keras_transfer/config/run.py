@@ -75,6 +75,9 @@ class TrainingConfig:
     recipe: str = "stages"
     mixed_precision: bool = False
     jit_compile: Any = "auto"
+    # Seconds the run may take (`--time-limit 10m`), or None: at the limit the stage running ends
+    # at the end of its batch, later stages are skipped, and the run finishes with the model so far.
+    time_limit: float | None = None
     stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
     self_training: SelfTrainingConfig | None = None
 
@@ -113,6 +116,7 @@ _RUN_CONSTRAINTS: dict[str, Constraint] = {
     "training.lr_scaling": OneOf(LR_SCALING),
     "training.recipe": OneOf(RECIPES),
     "training.jit_compile": OneOf(("auto", True, False)),
+    "training.time_limit": Interval(0, closed="neither"),
     "export.formats.*": OneOf(EXPORT_FORMATS),
     "training.stages.*.optimizer": OneOf(OPTIMIZERS),
     "training.stages.*.lr_schedule": OneOf(SCHEDULES),

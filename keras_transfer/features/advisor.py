@@ -16,7 +16,8 @@ the new head only, the head then the top blocks, or those then the whole network
 `head`, `top`, `full` of the packaged `photos` config). `keras-transfer advise` and
 `training.recipe: auto` both call it. The thresholds and the experiments that set them are in the
 README ("Choosing a strategy", "Which recipe"): `benchmarks/bench_advise.py` and
-`benchmarks/bench_recipes.py`.
+`benchmarks/bench_recipes.py`. With a time limit, `recipe_for_budget` cuts a fine-tuning recipe
+that clearly would not fit to a shorter one.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ import keras
 import numpy as np
 import yaml
 
-from keras_transfer.config import RunConfig, from_dict, packaged_config, to_dict
+from keras_transfer.config import RunConfig, StageConfig, from_dict, packaged_config, to_dict
+from keras_transfer.core.timing import TimeBudget, format_duration
 from keras_transfer.data import DataBundle
 from keras_transfer.features.probe import ProbeResult, probe_layers
 
@@ -307,13 +309,48 @@ def _apply_recipe(raw: dict[str, Any], recipe: str, layers: list[str], C: float 
         training["stages"] = [s for s in training["stages"] if s.get("name", "head") in RECIPE_STAGES[recipe]]
 
 
+def recipe_for_budget(recipe: str, stages: list[StageConfig], pass_seconds: float,
+                      remaining: float) -> tuple[str, str | None]:
+    """The longest of `recipe`'s prefixes (full, top, head) whose estimate fits in `remaining`
+    seconds, else feature extraction; and the one-line reason when that is not `recipe` itself.
+
+    The estimate counts passes over the training images, `pass_seconds` each: one per epoch of a
+    stage that trains blocks, one in all for a head-only stage (its features are cached). It errs
+    short, so a recipe is cut only when the budget is clearly too small: the pass is timed on the
+    BatchNorm measurement, about 2.4x slower than training's compiled pass, while a training step
+    costs about three forward passes. Feature extraction (a linear probe) needs one pass, no epochs.
+    """
+    def cost(name: str) -> float:
+        chosen = [s for s in stages if s.name in RECIPE_STAGES[name]]
+        return pass_seconds * sum(1 if s.train == "head" else s.epochs for s in chosen)
+
+    prefixes = list(RECIPE_STAGES)[:list(RECIPE_STAGES).index(recipe) + 1]
+    picked = next((name for name in reversed(prefixes) if cost(name) <= remaining), "linear_probe")
+    if picked == recipe:
+        return recipe, None
+    instead = (f"{describe_recipe(picked)} (about {format_duration(cost(picked))})" if picked != "linear_probe"
+               else "feature extraction: a logistic regression on the backbone's features, one pass")
+    return picked, (f"time limit: {describe_recipe(recipe)} would take about {format_duration(cost(recipe))} "
+                    f"(at {format_duration(pass_seconds)} per pass over the training images) and "
+                    f"{format_duration(remaining)} remain, so auto runs {instead}")
+
+
+def _timed_pass(backbone: keras.Model, data: DataBundle, max_batches: int) -> float:
+    """Seconds an eager pass of `backbone` takes over the first `max_batches` training batches, as
+    `bn_shift` runs it: the time limit's estimate for a backbone without BatchNorm."""
+    started = time.perf_counter()
+    for x, _ in data.dataset("train", training=False).take(max_batches):
+        backbone(x, training=False)
+    return time.perf_counter() - started
+
+
 # What a user names that auto must not overrule: the head, the cut point, the stages.
 NAMED_KEYS = ("model.head.type", "model.head.layers", "model.head.C", "model.head.views", "model.cut_at",
               "training.stages")
 
 
 def resolve_recipe(config: RunConfig, *, named: tuple[str, ...] = (), cache_dir: str | Path | None = None,
-                   log: Callable[[str], None] = print) -> RunConfig:
+                   log: Callable[[str], None] = print, budget: TimeBudget | None = None) -> RunConfig:
     """For `training.recipe: auto`, measure the data, say what was found and why, and return the config to run.
 
     The returned config runs the stages of the picked recipe (by name: `head`, `top`, `full`) or a
@@ -321,7 +358,9 @@ def resolve_recipe(config: RunConfig, *, named: tuple[str, ...] = (), cache_dir:
     with `recipe: stages`; configs that are not `auto` come back unchanged. What the user named
     wins: a head type other than dense, a cut point, or any of `named` (the `NAMED_KEYS` given on
     the command line) runs as given, without the measurement. Data that is not one class per
-    image (multilabel, regression) runs every stage.
+    image (multilabel, regression) runs every stage. With a time limit (`budget`, else
+    `training.time_limit` from now) a fine-tuning recipe that clearly would not fit is cut to a
+    shorter one (`recipe_for_budget`).
     """
     if config.training.recipe != "auto":
         return config
@@ -349,12 +388,28 @@ def resolve_recipe(config: RunConfig, *, named: tuple[str, ...] = (), cache_dir:
         # Size alone picks fine-tuning here: probing every block would cost a pass over all the
         # images and change nothing but the placement's wording.
         started_shift = time.perf_counter()
-        decision = decide(per_class, None, bn_shift(backbone, data))
-        _apply_recipe(raw, decision.recipe, [], None)
-        log(f"recipe auto: {describe_recipe(decision.recipe)} ({per_class:g} training examples per class; the "
-            f"probe of every block is skipped, the recipe is fine-tuning whatever it finds; BatchNorm shift "
-            f"measured in {time.perf_counter() - started_shift:.1f} s)")
-        for reason in decision.reasons:
+        shift = bn_shift(backbone, data)
+        decision = decide(per_class, None, shift)
+        shift_seconds = time.perf_counter() - started_shift
+        recipe, cut = decision.recipe, None
+        budget = budget or TimeBudget(config.training.time_limit)
+        if budget.limit is not None:
+            images = sum(counts.values())
+            seen = min(images, 8 * data.config.batch_size)  # what bn_shift ran
+            seconds = shift_seconds if shift is not None else _timed_pass(backbone, data, 8)
+            recipe, cut = recipe_for_budget(recipe, config.training.stages, seconds * images / seen,
+                                            budget.remaining())
+        _apply_recipe(raw, recipe, [], None)
+        if recipe == "linear_probe":
+            from keras_transfer.features.extract import hand_over
+
+            hand_over(config, backbone)
+        described = "feature extraction (a logistic regression on the backbone's features)" if cut and \
+            recipe == "linear_probe" else describe_recipe(recipe)
+        log(f"recipe auto: {described} ({per_class:g} training examples per class; the "
+            f"probe of every block is skipped{'' if cut else ', the recipe is fine-tuning whatever it finds'}; "
+            f"BatchNorm shift measured in {shift_seconds:.1f} s)")
+        for reason in decision.reasons + ([cut] if cut else []):
             log(f"  - {reason}")
         return from_dict(raw)
     views = auto_views(config.data.augment)

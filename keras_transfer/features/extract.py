@@ -201,7 +201,8 @@ def extract_features(
                                           log=log)
         data_key = data_keys[split]
         computed, labels[split] = _forward(steps[names], len(names),
-                                           data.dataset(split, training=False, batch_size=batch_size))
+                                           data.dataset(split, training=False, batch_size=batch_size),
+                                           log=log, phase=f"feature extraction ({split})")
         for name, array in zip(names, computed):
             found[split][name] = array
             if data_key:
@@ -296,10 +297,10 @@ def _feature_model(backbone, layers, pooling, views) -> keras.Model:
     return models[key]
 
 
-def _forward(step, outputs: int, dataset) -> tuple[list[np.ndarray], np.ndarray]:
+def _forward(step, outputs: int, dataset, log=None, phase: str = "") -> tuple[list[np.ndarray], np.ndarray]:
     chunks: list[list[np.ndarray]] = [[] for _ in range(outputs)]
     labels = []
-    for x, y in with_progress(dataset, batches_of(dataset), "batch", at_least=MIN_BATCHES):
+    for x, y in with_progress(dataset, batches_of(dataset), "batch", at_least=MIN_BATCHES, eta=log, phase=phase):
         for chunk, out in zip(chunks, step(x)):
             chunk.append(np.asarray(out, dtype=np.float32))
         labels.append(np.asarray(y))

@@ -28,16 +28,17 @@ __all__ = ["RUNTIME_ENV", "RUNTIMES", "FrozenForward", "compiled_forward", "conv
            "frozen_cache_dir", "frozen_forward", "onnx_session_options"]
 
 
-def extract(model: keras.Model, dataset, *, step=None) -> tuple[np.ndarray, np.ndarray]:
+def extract(model: keras.Model, dataset, *, step=None, log=None, phase: str = "frozen pass") -> tuple[np.ndarray, np.ndarray]:
     """Run `model` once over a (pixels, labels) dataset; return (outputs, labels) in dataset order.
 
     Serves feature caching (a backbone's features) and evaluation (a classifier's probabilities).
     `step` is a `frozen_forward(model, ...)` to run instead of the Keras pass (made once, it can
-    serve several splits).
+    serve several splits). With `log`, a long pass says once, from its first batches, how long it
+    has left, named `phase`.
     """
     features, labels = [], []
     step = step or compiled_forward(model, as_list=True)
-    for x, y in with_progress(dataset, batches_of(dataset), "batch", at_least=MIN_BATCHES):
+    for x, y in with_progress(dataset, batches_of(dataset), "batch", at_least=MIN_BATCHES, eta=log, phase=phase):
         outputs = step(x)
         features.append(np.asarray(outputs[0] if len(outputs) == 1 else outputs))
         labels.append(np.asarray(y))

@@ -15,6 +15,7 @@ from pathlib import Path
 from keras_transfer.config import ConfigError, RunConfig
 from keras_transfer.core.files import check_writable, optional_output
 from keras_transfer.core.run_dir import RunDir
+from keras_transfer.core.timing import TimeBudget
 
 
 def fit(config: RunConfig, run_dir: str | os.PathLike | RunDir, *, resume: bool = False,
@@ -28,7 +29,12 @@ def fit(config: RunConfig, run_dir: str | os.PathLike | RunDir, *, resume: bool 
     `export.formats` follow; a figure that fails to draw is one logged line, never a lost model.
     `insights=False` skips the error analysis, Grad-CAM and report.html (seconds per run), for
     sweeps that compare many runs by their metrics.
+
+    `training.time_limit` counts from here: `recipe: auto` picks a cheaper recipe when the
+    fine-tuning stages clearly would not fit in it, and training stops at the limit with the model
+    so far; scoring it, the insights and the exports follow the limit, not within it.
     """
+    budget = TimeBudget(config.training.time_limit)
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     refuse_run_inside_data(run.path, config)
     check_writable(run.path)  # before the data is loaded and the model built
@@ -37,7 +43,7 @@ def fit(config: RunConfig, run_dir: str | os.PathLike | RunDir, *, resume: bool 
     if config.training.recipe == "auto":
         from keras_transfer.features.advisor import resolve_recipe
 
-        config = resolve_recipe(config, named=tuple(named), log=log)
+        config = resolve_recipe(config, named=tuple(named), log=log, budget=budget)
     if config.model.head.type != "dense":
         # No epochs to resume: a rerun reads the features from the cache.
         from keras_transfer.features.solution import run_feature_classifier
@@ -46,7 +52,7 @@ def fit(config: RunConfig, run_dir: str | os.PathLike | RunDir, *, resume: bool 
     else:
         from keras_transfer.training import run as train_stages
 
-        result = train_stages(config, run.path, resume=resume, log=log)
+        result = train_stages(config, run.path, resume=resume, log=log, budget=budget)
     if not getattr(result, "chief", True):
         return result  # a multi-worker run: only the chief writes what follows
     if insights:

@@ -4,7 +4,9 @@ Each stage sets what trains (per block), recompiles with its own optimizer, lear
 schedule and per-block rates, and continues the global epoch count; one history records the stage
 and learning rate of every epoch. Head-only stages on unaugmented data train on cached features.
 Every epoch ends with an atomic checkpoint, so `resume=True` continues a killed run from its last
-completed epoch, optimizer state included.
+completed epoch, optimizer state included. Each stage says early how long it has left; with
+`training.time_limit` a stage ends at the batch where the budget runs out, the stages after it are
+skipped, and the run finishes as usual (see `keras_transfer.training.timing`).
 """
 
 from __future__ import annotations
@@ -30,12 +32,14 @@ from keras_transfer.freeze import resolve_trainable
 from keras_transfer.heads import build_classifier, inference_model
 from keras_transfer.core.files import atomic_file, atomic_write_text, claimed_folder, optional_output, write_labels
 from keras_transfer.core.run_dir import RunDir
+from keras_transfer.core.timing import TimeBudget
 from keras_transfer.training.adapt import adapt_batchnorm, adapt_before_fit
 from keras_transfer.training.checkpoint import Checkpointer
 from keras_transfer.training.distribute import Placement, make_strategy, prepare_for_fit
 from keras_transfer.forward import extract, frozen_forward
 from keras_transfer.training.optimizers import block_multipliers
 from keras_transfer.training.stage import jit_compile, prepare_stage, split_images
+from keras_transfer.training.timing import StageEta, TimeLimit
 from keras_transfer.metrics import (
     classification_metrics,
     score_line,
@@ -171,6 +175,7 @@ class _Run:
     log: Callable[[str], None]
     placement: Placement
     strategy: Any = None
+    budget: TimeBudget = field(default_factory=TimeBudget)
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self):
@@ -191,12 +196,15 @@ class _Run:
 
 def run(config: RunConfig, run_dir: str | Path, *, resume: bool = False,
         log: Callable[[str], None] = print,
-        on_stage_end: Callable[[int, StageConfig, keras.Model], None] | None = None) -> RunResult:
+        on_stage_end: Callable[[int, StageConfig, keras.Model], None] | None = None,
+        budget: TimeBudget | None = None) -> RunResult:
     """Train `config` into `run_dir` (resuming its last checkpoint if `resume`); return the result.
 
     Everything that can be wrong with the configuration is found before the run directory is
     written: data sources, backbone, layer and block names. `on_stage_end(index, stage, model)`
-    is called after each stage (for notebooks that plot as they go, and for tests).
+    is called after each stage (for notebooks that plot as they go, and for tests). `budget` is
+    the run's time limit already counting (`runs.fit` starts it before `recipe: auto` measures);
+    without it, `training.time_limit` counts from here.
     """
     if config.training.recipe == "auto":
         raise ConfigError("training.recipe: auto is decided before training: pass the config through "
@@ -210,7 +218,8 @@ def run(config: RunConfig, run_dir: str | Path, *, resume: bool = False,
     policy = keras.mixed_precision.global_policy()
     try:
         with claimed_folder(placement.write_dir), strategy.scope():
-            return _run(config, placement, strategy, resume, log, on_stage_end)
+            budget = budget or TimeBudget(config.training.time_limit)
+            return _run(config, placement, strategy, resume, log, on_stage_end, budget)
     finally:
         placement.cleanup()
         # training.mixed_precision sets Keras's global dtype policy; the next model built in this
@@ -218,7 +227,8 @@ def run(config: RunConfig, run_dir: str | Path, *, resume: bool = False,
         keras.mixed_precision.set_global_policy(policy)
 
 
-def _run(config: RunConfig, placement: Placement, strategy, resume: bool, log, on_stage_end) -> RunResult:
+def _run(config: RunConfig, placement: Placement, strategy, resume: bool, log, on_stage_end,
+         budget: TimeBudget) -> RunResult:
     keras.utils.set_random_seed(config.training.seed)
     if config.training.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
@@ -243,7 +253,7 @@ def _run(config: RunConfig, placement: Placement, strategy, resume: bool, log, o
     else:
         start_run_dir(config, placement.write_dir, data, log)
     task = data.task
-    state = _Run(config, placement.write_dir, data, model, task, log, placement, strategy)
+    state = _Run(config, placement.write_dir, data, model, task, log, placement, strategy, budget)
     _log_strategy(state, strategy)
     start_stage, start_epoch, saved_optimizer, saved_es = 0, 0, None, None
     # Every worker resumes from the chief's checkpoints, so all start from the same epoch.
@@ -272,6 +282,11 @@ def _run(config: RunConfig, placement: Placement, strategy, resume: bool, log, o
         for index, stage in enumerate(config.training.stages):
             if index < start_stage:
                 continue
+            if budget.spent and state.history:  # a run always trains something: its first stage starts even late
+                skipped = [s.name for s in config.training.stages[index:]]
+                log(f"time limit: {budget.describe()} spent; skipping stage{'s' * (len(skipped) > 1)} "
+                    f"{', '.join(repr(name) for name in skipped)} (--resume continues from there)")
+                break
             resuming = index == start_stage
             _run_stage(state, index, stage, start_epoch if resuming else 0,
                        saved_optimizer if resuming else None, saved_es if resuming else None)
@@ -337,6 +352,9 @@ def _run_stage(run: _Run, index: int, stage: StageConfig, start_epoch: int, save
         saved = saved_es or {}
         callbacks += [early, _RestoreEarlyStopping(early, saved_es, saved.get("best_weights"), run.log)]
     offset = len(run.history) - start_epoch
+    callbacks.append(StageEta(stage.name, stage.epochs, prepared.steps_per_epoch, run.log, run.budget))
+    if run.budget.limit is not None:
+        callbacks.append(TimeLimit(run.budget, stage.name, run.log, early))
     callbacks.append(_EpochRecorder(run, index, stage, offset, early))
     callbacks.append(keras.callbacks.TensorBoard(str(RunDir(run.run_dir).tensorboard_dir / stage.name), write_graph=False,
                                                  profile_batch=0))
@@ -350,7 +368,7 @@ def _finish(run: _Run) -> RunResult:
     scored = [split for split in ("val", "test") if split in run.data.splits]
     step = frozen_forward(run.model, images=split_images(run.data, scored), log=run.log) if scored else None
     for split in scored:
-        outputs, labels = extract(run.model, run.data.dataset(split), step=step)
+        outputs, labels = extract(run.model, run.data.dataset(split), step=step, log=run.log, phase=f"scoring ({split})")
         if run.task != "regression":
             metrics[split] = classification_metrics(outputs, labels, run.data.class_names, run.task)
             continue

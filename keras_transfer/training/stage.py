@@ -128,12 +128,13 @@ def _feature_datasets(extractor: keras.Model, data: DataBundle, config: RunConfi
 
     splits = [split for split in ("train", "val") if split in data.splits]
     step = frozen_forward(extractor, images=split_images(data, splits), log=log)  # one pass for both splits
-    x, y = extract(extractor, data.dataset("train", training=False), step=step)
+    x, y = extract(extractor, data.dataset("train", training=False), step=step, log=log,
+                   phase="cached features (train)")
     train = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=config.data.seed,
                                                               reshuffle_each_iteration=True)
     train = train.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     val = None
     if "val" in data.splits:
-        vx, vy = extract(extractor, data.dataset("val"), step=step)
+        vx, vy = extract(extractor, data.dataset("val"), step=step, log=log, phase="cached features (val)")
         val = tf.data.Dataset.from_tensor_slices((vx, vy)).batch(batch_size)
     return train, val
