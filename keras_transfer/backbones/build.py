@@ -146,12 +146,11 @@ def _build_from_source(
     from keras_transfer.core import layers  # noqa: F401  (registers the toolkit's layers with Keras)
 
     try:
-        from keras_transfer.core.archives import check_keras_archive
+        from keras_transfer.core.archives import load_keras_model
 
-        check_keras_archive(path)  # member sizes, before Keras inflates any
-        # safe_mode refuses Lambda layers and other serialised Python code: an untrusted
-        # file can never run code on the user's machine.
-        source = keras.saving.load_model(path, compile=False, safe_mode=True)
+        # Member sizes checked before Keras inflates any; safe_mode refuses Lambda layers and
+        # other serialised Python code: an untrusted file can never run code here.
+        source = load_keras_model(path, compile=False)
     except ValueError as error:
         if "safe_mode" in str(error) or "arbitrary code" in str(error):
             raise ValueError(

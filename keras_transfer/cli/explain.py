@@ -56,7 +56,6 @@ def _labels(model_file: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Write Grad-CAM overlays of the images to `--out`, print each prediction; 1 if any file failed."""
     args = build_parser().parse_args(argv)
-    import keras
     import numpy as np
 
     from keras_transfer.core import layers  # noqa: F401  (registers the toolkit's layers with Keras)
@@ -69,10 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     labels = _labels(model_file)
     if args.class_name is not None and args.class_name not in labels:
         raise ValueError(unknown_name_message("--class", args.class_name, labels))
-    from keras_transfer.core.archives import check_keras_archive
+    from keras_transfer.core.archives import load_keras_model
 
-    check_keras_archive(model_file)  # member sizes, before Keras inflates any
-    model = keras.saving.load_model(model_file, safe_mode=True)
+    model = load_keras_model(model_file)  # archive sizes checked, safe mode
     from keras_transfer.core.files import check_label_count
 
     check_label_count(labels, int(model.output.shape[-1]), f"the labels.txt beside {model_file}")

@@ -69,12 +69,9 @@ class RunDir:
         """The run's trained Keras model, loaded with Keras's safe mode after the archive's member
         sizes are checked (nothing is inflated without a bound); a folder that is not a finished run
         is one FileNotFoundError naming it."""
-        import keras
-
         from keras_transfer.core import layers  # noqa: F401  (registers the toolkit's layers with Keras)
-        from keras_transfer.core.archives import check_keras_archive
+        from keras_transfer.core.archives import load_keras_model
 
         if not self.is_finished():
             raise FileNotFoundError(f"{self.path} has no model.keras: is it a finished keras_transfer run?")
-        check_keras_archive(self.model_path)
-        return keras.saving.load_model(self.model_path, compile=compile, safe_mode=True)
+        return load_keras_model(self.model_path, compile=compile)

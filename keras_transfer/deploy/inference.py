@@ -151,14 +151,10 @@ def load_classifier(path: str | os.PathLike, *, resize: str = "resize") -> Class
         return Classifier(lambda pixels: scores(onnx_predict(session, resize_rgb(pixels, size, resize)[None]))[0],
                           labels, path)
     if path.suffix == ".keras":
-        import keras
-
         from keras_transfer.core import layers  # noqa: F401  (registers the toolkit's layers with Keras)
+        from keras_transfer.core.archives import load_keras_model
 
-        from keras_transfer.core.archives import check_keras_archive
-
-        check_keras_archive(path)  # member sizes, before Keras inflates any
-        model = keras.saving.load_model(path, safe_mode=True)
+        model = load_keras_model(path)  # archive sizes checked, safe mode
         size = tuple(int(d) for d in model.input.shape[1:3])
         labels = _labels_beside(path, int(model.output.shape[-1]))
         scores = _scores(labels)
