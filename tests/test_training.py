@@ -215,15 +215,15 @@ def test_cli_refuses_an_unknown_block_or_layer_with_status_2_and_writes_nothing(
 
 def test_default_config_run_produces_every_file(tmp_path, capsys):
     out = tmp_path / "run"
-    # A real process, as `make run` starts one; 20 training images per class keep it short.
+    # A real process, as `make run` starts one; 20 training images per class keep it short. TFLite
+    # (15 s to convert) is exported and checked by test_export.py and notebook 05.
     done = _cli_run("--output-dir", out, "--set", "data.image_size=[32,32]", "--set", "data.few_shot=20",
                     "--set", "training.stages.0.epochs=1",
-                    "--set", "training.stages.1.epochs=1", "--set", "export.formats=[keras,saved_model,tflite]")
+                    "--set", "training.stages.1.epochs=1", "--set", "export.formats=[keras,saved_model]")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "test accuracy:" in done.stdout and "TFLite float32" in done.stdout
+    assert "test accuracy:" in done.stdout and "SavedModel:" in done.stdout
     assert "balanced accuracy" in done.stdout and "recall per class: 0 " in done.stdout
     assert (out / "export" / "saved_model" / "1" / "saved_model.pb").is_file()
-    assert (out / "export" / "model_float32.tflite").is_file()
     for name in ("config.yaml", "history.json", "metrics.json", "labels.txt", "model.keras", "data_report.json",
                  "data_health.json", "plots/training_curves.png", "plots/confusion_matrix.png"):
         assert (out / name).is_file(), name
