@@ -90,7 +90,7 @@ def _run(config: RunConfig, run_dir: Path, log: Callable[[str], None], cache_dir
                       class_weight="balanced" if weighted else None,
                       **({"grid": (float(m.head.C),)} if m.head.C is not None else {}))
         grid, scaling = (cv.C,), "global"
-        selected_on = ("model.head.C as set (by the config, or by recipe auto's cross-validation above)" if m.head.C is not None else
+        selected_on = ("value in model.head.C (the config's, or recipe auto's cross-validated choice above)" if m.head.C is not None else
                        f"{len(cv.folds)}-fold cross-validation (log-loss, one standard error to the smaller C) "
                        f"on {len(stacked)} images" if cv.folds else "the default: too few images per class for folds")
         record["cross_validation"] = cv.grid

@@ -53,7 +53,7 @@ def fit(config: RunConfig, run_dir: str | os.PathLike | RunDir, *, resume: bool 
         from keras_transfer.training import run as train_stages
 
         result = train_stages(config, run.path, resume=resume, log=log, budget=budget)
-    if not getattr(result, "chief", True):
+    if not result.chief:
         return result  # a multi-worker run: only the chief writes what follows
     if insights:
         from keras_transfer.interpret.insights import write_run_insights
