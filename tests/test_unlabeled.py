@@ -83,7 +83,7 @@ def test_a_misspelt_or_missing_unlabeled_source_is_one_error_naming_data_unlabel
         from_dict({"data": {"unlabeled": str(tmp_path / "nowhere")}})
     with pytest.raises(ConfigError, match=r"model\.adapt: adabn .*data\.unlabeled"):
         from_dict({"model": {"adapt": "adabn"}})
-    with pytest.raises(ConfigError, match=r"training\.self_training\.threshold must be in \(0, 1\]"):
+    with pytest.raises(ConfigError, match=r"training\.self_training\.threshold must be in \[0, 1\]"):
         from_dict({"data": {"unlabeled": "plates_0_4"}, "model": {"head": {"type": "logistic"}},
                    "training": {"self_training": {"threshold": 1.5}}})
 
@@ -151,13 +151,98 @@ def test_self_training_never_reads_the_labels_of_the_unlabeled_source_and_adabn_
         np.testing.assert_allclose(exported.moving_variance.numpy(), layer.moving_variance.numpy(), rtol=1e-4, atol=1e-5)
 
 
-def test_the_adaptation_plan_takes_adabn_for_a_large_shift_and_self_training_for_many_unlabelled():
-    from keras_transfer.training.adapt import ADABN_SHIFT, adaptation_plan
+def test_the_adaptation_plan_takes_feature_statistics_from_a_few_dozen_and_self_training_for_many_unlabelled():
+    from keras_transfer.features.align import FEATURE_STATS_FROM, adaptation_plan
 
-    plan = adaptation_plan(ADABN_SHIFT + 0.5, n_unlabeled=600, n_labeled=100)
-    assert plan["adapt"] == "adabn" and plan["self_training"]["rounds"] >= 1 and len(plan["reasons"]) == 2
-    plan = adaptation_plan(ADABN_SHIFT - 0.1, n_unlabeled=50, n_labeled=100)
+    plan = adaptation_plan(n_unlabeled=600, n_labeled=100)
+    assert plan["adapt"] == "feature_stats" and plan["self_training"]["rounds"] >= 1 and len(plan["reasons"]) == 2
+    plan = adaptation_plan(n_unlabeled=FEATURE_STATS_FROM - 1, n_labeled=100)
     assert plan["adapt"] == "none" and plan["self_training"] is None
-    assert adaptation_plan(None, 600, 100)["adapt"] == "none"
-    assert adaptation_plan(2.0, 0, 100) == {"adapt": "none", "self_training": None,
-                                            "reasons": ["no unlabelled images (data.unlabeled)"]}
+    assert adaptation_plan(0, 100)["reasons"] == ["no unlabelled images (data.unlabeled)"]
+
+
+
+def test_feature_statistics_map_the_target_onto_the_source_and_the_retargeted_classifier_agrees():
+    from keras_transfer.features.align import feature_alignment
+    from keras_transfer.features.classifiers import fit_classifier
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 30)
+    centres = rng.normal(size=(3, 6)) * 3
+    source = centres[y] + rng.normal(size=(90, 6))
+    # Rescaled per feature and moved far towards class 0: read raw, everything looks like class 0.
+    target = (centres[y] + rng.normal(size=(90, 6))) * rng.uniform(0.2, 5, 6) + 10 * (centres[0] - centres.mean(axis=0))
+    alignment = feature_alignment(source, target)
+    mapped = alignment.to_source(target)
+    np.testing.assert_allclose(mapped.mean(axis=0), source.mean(axis=0), atol=1e-9)
+    np.testing.assert_allclose(mapped.std(axis=0), source.std(axis=0), rtol=1e-9)
+    assert alignment.shift() > 1
+    for scaling in ("features", "global"):
+        classifier = fit_classifier("logistic", source, y, num_classes=3, grid=(1.0,), scaling=scaling)
+        on_mapped = classifier.predict_proba(mapped)
+        # Shifted and rescaled, the target fools the source classifier; mapped, it is read as the source.
+        assert classifier.score(target, y) < 0.6 < 0.9 < classifier.score(mapped, y)
+        np.testing.assert_allclose(alignment.retarget(classifier).predict_proba(target), on_mapped, atol=1e-9)
+    with pytest.raises(ValueError, match="at least 2 unlabelled images"):
+        feature_alignment(source, target[:1])
+
+
+def test_self_training_picks_are_class_balanced_so_one_class_cannot_swallow_the_pool():
+    from keras_transfer.features.self_training import balanced_picks
+
+    rng = np.random.default_rng(0)
+    # 100 images, all leaning to class 0 with high confidence, a few to classes 1 and 2.
+    logits = rng.normal(size=(100, 3))
+    logits[:80, 0] += 6
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    predicted = probabilities.argmax(axis=1)
+    picks = balanced_picks(probabilities, share=0.3)
+    counts = np.bincount(predicted[picks], minlength=3)
+    assert counts[0] == 10  # ceil(0.3 * 100 / 3): its most confident 10 of 80, not all of them
+    assert all(counts[c] == min(10, (predicted == c).sum()) for c in (1, 2))
+    top = np.sort(probabilities[predicted == 0].max(axis=1))[-10:]
+    np.testing.assert_array_equal(np.sort(probabilities[picks][predicted[picks] == 0].max(axis=1)), top)
+    # The threshold still bars the unsure ones.
+    assert (probabilities[balanced_picks(probabilities, share=1.0, threshold=0.9)].max(axis=1) >= 0.9).all()
+
+
+def test_feature_statistics_runs_without_reading_the_unlabelled_labels_and_exports_the_target_standardisation(tmp_path):
+    tiny_bn_source(tmp_path / "bn.keras")
+    truth = render("plates", (16, 16), per_class=12)[1]
+    honest, honest_model = _solution_two(tmp_path, truth, "honest", adapt="feature_stats")
+    garbage, garbage_model = _solution_two(tmp_path, (truth + 1) % 5, "garbage", adapt="feature_stats")
+    assert honest["adapt"] == "feature_stats" and honest["feature_shift"] == garbage["feature_shift"] > 0
+    images = render("plates", (16, 16), per_class=12)[0].astype("float32")
+    np.testing.assert_array_equal(honest_model.predict(images, verbose=0), garbage_model.predict(images, verbose=0))
+    # Class-balanced rounds: each round takes more than the last, spread over the predicted classes.
+    taken = [r["taken"] for r in honest["self_training"]]
+    assert taken[0] < taken[1] and max(honest["self_training"][1]["per_class"]) <= np.ceil(0.6 * 60 / 5)
+
+
+def test_feature_statistics_and_self_training_with_a_dense_head_are_refused_naming_the_key():
+    raw = {"data": {"source": "digits_0_4", "unlabeled": "plates_0_4"}, "model": {"adapt": "feature_stats"}}
+    with pytest.raises(ConfigError, match=r"model\.adapt: feature_stats works on a classifier over cached features"):
+        from_dict(raw)
+    raw["model"]["adapt"] = "feature_statz"
+    with pytest.raises(ConfigError, match=r"model\.adapt.*did you mean 'feature_stats'"):
+        from_dict(raw)
+
+
+def test_recipe_auto_uses_the_unlabelled_images_when_it_picks_feature_extraction(tmp_path):
+    from tests.support import tiny_config
+
+    from keras_transfer.features.advisor import resolve_recipe
+
+    raw = tiny_config(tmp_path, [{"name": "head", "train": "head", "epochs": 1}], few_shot=5)
+    raw["training"]["recipe"] = "auto"
+    raw["data"].update(source="digits_0_4", unlabeled="plates_0_4")
+    lines = []
+    config = resolve_recipe(from_dict(raw), log=lines.append)
+    assert config.model.head.type == "logistic" and config.model.adapt == "feature_stats"
+    assert config.training.self_training is not None and config.training.self_training.share == 0.6
+    assert any("feature statistics" in line for line in lines)
+    assert any("1,000 unlabelled images outnumber" in line for line in lines)
+    raw["model"]["adapt"] = "adabn"  # named in the config: kept
+    lines = []
+    assert resolve_recipe(from_dict(raw), log=lines.append).model.adapt == "adabn"
+    assert any("model.adapt: adabn is kept" in line for line in lines)

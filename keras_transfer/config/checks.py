@@ -69,9 +69,13 @@ def _check_unlabeled(config: RunConfig) -> None:
     if users and config.data.unlabeled is None:
         raise ConfigError(f"{' and '.join(users)} need(s) data.unlabeled: a folder of unlabelled target images "
                           "(or any source, whose labels are then ignored)")
-    if config.training.self_training is not None and config.model.head.type == "dense":
-        raise ConfigError("training.self_training refits a classifier on cached features (feature extraction); set "
-                          "model.head.type: logistic, linear_svm or knn")
+    if config.model.head.type == "dense":
+        for key, what in (("training.self_training", config.training.self_training is not None),
+                          ("model.adapt: feature_stats", config.model.adapt == "feature_stats")):
+            if what:
+                raise ConfigError(f"{key} works on a classifier over cached features (feature extraction); set "
+                                  "model.head.type: logistic, linear_svm or knn (or leave both out: recipe auto "
+                                  "uses data.unlabeled when it picks feature extraction)")
 
 
 def _check_feature_classifier(config: RunConfig) -> None:

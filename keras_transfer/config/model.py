@@ -32,8 +32,10 @@ HEAD_TYPES = ("dense", "logistic", "linear_svm", "knn")
 # a centred crop of each side scaled back up, and the mirror of that crop. `keras_transfer.core.layers.MultiView`
 # implements them (a test holds the two lists equal: core sits below the config).
 VIEWS = ("full", "flip", "zoom", "flip_zoom")
-# `adabn`: BatchNorm statistics re-estimated on data.unlabeled (keras_transfer.training.adapt).
-ADAPT_METHODS = ("none", "adabn")
+# `adabn`: BatchNorm statistics re-estimated on data.unlabeled (keras_transfer.training.adapt);
+# `feature_stats`: the feature-extraction classifier's standardisation re-estimated on them
+# (keras_transfer.features.align).
+ADAPT_METHODS = ("none", "adabn", "feature_stats")
 HEAD_CONSTRAINTS = {
     "type": OneOf(HEAD_TYPES),
     "pooling": OneOf(POOLINGS),

@@ -59,10 +59,13 @@ class StageConfig:
 @dataclass(frozen=True)
 class SelfTrainingConfig:
     """Self-training on `data.unlabeled`: each round pseudo-labels the unlabelled images the
-    classifier gives at least `threshold` probability, and refits on the labelled images plus them."""
+    classifier is most confident of, class-balanced (round r of `rounds` takes per predicted class
+    up to `share * r / rounds` of the pool's per-class share, none below `threshold` probability),
+    and refits on the labelled images plus them."""
 
     rounds: int = 3
-    threshold: float = 0.9
+    threshold: float = 0.0
+    share: float = 0.6
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,8 @@ _RUN_CONSTRAINTS: dict[str, Constraint] = {
     "model.task": OneOf(TASKS),
     "model.adapt": OneOf(ADAPT_METHODS),
     "training.self_training.rounds": Interval(1, integer=True),
-    "training.self_training.threshold": Interval(0, 1, closed="right"),
+    "training.self_training.threshold": Interval(0, 1),
+    "training.self_training.share": Interval(0, 1, closed="right"),
     "training.seed": Interval(0, integer=True),
     "training.strategy": OneOf(STRATEGIES),
     "training.lr_scaling": OneOf(LR_SCALING),

@@ -404,12 +404,13 @@ def resolve_recipe(config: RunConfig, *, named: tuple[str, ...] = (), cache_dir:
             from keras_transfer.features.extract import hand_over
 
             hand_over(config, backbone)
+        unlabeled = _plan_unlabeled(raw, config, data, recipe)
         described = "feature extraction (a logistic regression on the backbone's features)" if cut and \
             recipe == "linear_probe" else describe_recipe(recipe)
         log(f"recipe auto: {described} ({per_class:g} training examples per class; the "
             f"probe of every block is skipped{'' if cut else ', the recipe is fine-tuning whatever it finds'}; "
             f"BatchNorm shift measured in {shift_seconds:.1f} s)")
-        for reason in decision.reasons + ([cut] if cut else []):
+        for reason in decision.reasons + ([cut] if cut else []) + unlabeled:
             log(f"  - {reason}")
         return from_dict(raw)
     views = auto_views(config.data.augment)
@@ -424,11 +425,36 @@ def resolve_recipe(config: RunConfig, *, named: tuple[str, ...] = (), cache_dir:
         from keras_transfer.features.extract import hand_over
 
         hand_over(config, backbone)  # the run extracts with the same frozen backbone
+    unlabeled = _plan_unlabeled(raw, config, data, decision.recipe)
     total = time.perf_counter() - started
     costs = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in m.seconds.items())
     log(f"recipe auto: {describe_recipe(decision.recipe)}"
         + (f" on {best.layer}, C = {best.C:g}" if decision.recipe == "linear_probe" else "")
         + f" (measured in {total:.1f} s: {costs})")
-    for reason in decision.reasons + (m.probe.reasons if decision.recipe == "linear_probe" else []):
+    for reason in decision.reasons + (m.probe.reasons if decision.recipe == "linear_probe" else []) + unlabeled:
         log(f"  - {reason}")
     return from_dict(raw)
+
+
+def _plan_unlabeled(raw: dict[str, Any], config: RunConfig, data: DataBundle, recipe: str) -> list[str]:
+    """With `data.unlabeled`, set `raw` up to use it as `adaptation_plan` says (feature extraction
+    only; what the config already names stays); the reasons, for the log."""
+    if config.data.unlabeled is None:
+        return []
+    if recipe != "linear_probe":
+        return [f"data.unlabeled is not used: {describe_recipe(recipe)} trains a dense head, and only feature "
+                "extraction uses unlabelled images by itself (model.adapt: adabn re-estimates BatchNorm for any recipe)"]
+    from keras_transfer.data.unlabeled import load_unlabeled
+    from keras_transfer.features.align import adaptation_plan
+
+    plan = adaptation_plan(len(load_unlabeled(config.data, data.class_names)), len(data.splits["train"]))
+    kept = []
+    if config.model.adapt == "none":
+        raw["model"]["adapt"] = plan["adapt"]
+    else:
+        kept.append(f"model.adapt: {config.model.adapt} is kept as the config names it")
+    if config.training.self_training is None:
+        raw["training"]["self_training"] = plan["self_training"]
+    else:
+        kept.append("training.self_training is kept as the config names it")
+    return plan["reasons"] + kept

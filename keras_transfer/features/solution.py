@@ -8,8 +8,10 @@ both solutions are exported, evaluated and served the same way.
 
 With `data.unlabeled`, `model.adapt: adabn` fits the classifier on features normalised with the
 labelled images' BatchNorm statistics and exports (and scores) the model with the unlabelled
-target's; `training.self_training` pseudo-labels the unlabelled features round by round
-(`keras_transfer.features.self_training`), and classifier.json lists every round.
+target's; `model.adapt: feature_stats` standardises the features with the unlabelled images'
+own statistics (`keras_transfer.features.align`); `training.self_training` pseudo-labels the
+unlabelled features round by round (`keras_transfer.features.self_training`), and
+classifier.json lists every round.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from keras_transfer.features.classifiers import classifier_model, fit_classifier
 from keras_transfer.data.unlabeled import describe, load_unlabeled
 from keras_transfer.features.extract import backbone_and_data, extract_features, feature_layers
 from keras_transfer.features.selection import choose_C, held_in
+from keras_transfer.features.align import feature_alignment
 from keras_transfer.features.self_training import self_train
 from keras_transfer.training import RunResult, start_run_dir, write_results
 from keras_transfer.core.files import atomic_write_text, claimed_folder
@@ -54,7 +57,7 @@ def _run(config: RunConfig, run_dir: Path, log: Callable[[str], None], cache_dir
     m, kind = config.model, config.model.head.type
     backbone, data = backbone_and_data(config, purpose=f"model.head.type: {kind}")
     adabn, st = m.adapt == "adabn", config.training.self_training
-    unlabeled = load_unlabeled(config.data, data.class_names) if adabn or st is not None else None
+    unlabeled = load_unlabeled(config.data, data.class_names) if m.adapt != "none" or st is not None else None
     start_run_dir(config, run_dir, data, log)
     resolved = feature_layers(backbone, list(m.head.layers) or None)
     views = tuple(m.head.views)
@@ -110,14 +113,26 @@ def _run(config: RunConfig, run_dir: Path, log: Callable[[str], None], cache_dir
         adapt_batchnorm(backbone, unlabeled.dataset(), log=lambda line: log(f"{line} (target: {unlabeled.source})"))
         scored = extract_features(backbone, data, list(resolved), pooling=m.head.pooling, views=views,
                                   splits=[s for s in ("val", "test") if s in data.splits], cache_dir=cache_dir, log=log)
-    rounds = []
-    if st is not None:
+    rounds, alignment = [], None
+    if st is not None or m.adapt == "feature_stats":
         pool = extract_features(backbone, unlabeled.bundle, list(resolved), pooling=m.head.pooling, views=views,
                                 cache_dir=cache_dir)
         xu = pool.joined("train", resolved)[0]
-        classifier, rounds = self_train(kind, x, y, xu, num_classes=data.num_classes, rounds=st.rounds,
-                                        threshold=st.threshold, validation=validation, seed=config.training.seed,
-                                        classifier=classifier, score=unlabeled.score, log=log, scaling=scaling)
+        if m.adapt == "feature_stats":
+            # The unlabelled features are mapped onto the labelled ones' statistics; self-training
+            # then fits in that space, and the classifier is folded back to take raw target features.
+            alignment = feature_alignment(x, xu)
+            log(f"feature statistics: {len(xu):,} unlabelled images ({unlabeled.source}) sit {alignment.shift():.2f} "
+                "labelled standard deviations from the labelled images, feature by feature on average; the "
+                "classifier standardises with theirs")
+            xu = alignment.to_source(xu)
+        if st is not None:
+            classifier, rounds = self_train(kind, x, y, xu, num_classes=data.num_classes, rounds=st.rounds,
+                                            threshold=st.threshold, share=st.share, validation=validation,
+                                            seed=config.training.seed, classifier=classifier, score=unlabeled.score,
+                                            log=log, scaling=scaling)
+        if alignment is not None:
+            alignment.retarget(classifier)
 
     metrics = {}
     if cv is not None and cv.folds:
@@ -136,6 +151,7 @@ def _run(config: RunConfig, run_dir: Path, log: Callable[[str], None], cache_dir
                    "feature_dim": int(x.shape[1]), "fitted_on": fit_on,
                    "train_examples": int(sum(len(features.labels[s]) for s in fit_on)),
                    "class_weight": "balanced" if weighted else None, "adapt": m.adapt,
+                   **({"feature_shift": round(alignment.shift(), 4)} if alignment is not None else {}),
                    **({"self_training": [r.as_dict() for r in rounds]} if st is not None else {})})
     atomic_write_text(run_dir / "classifier.json", json.dumps(record, indent=1))
     return write_results(run_dir, model, data, metrics, [], log)

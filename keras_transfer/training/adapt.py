@@ -5,12 +5,14 @@ On a target domain whose activations sit elsewhere (the advisor's `bn_shift`), e
 inputs off the scale it learnt. AdaBN replaces each BatchNorm layer's moving mean and variance
 by the target's own, measured on unlabelled target images; no weight and no label is touched.
 
-The statistics of a layer depend on the layers below it, which are themselves being adapted,
-so the population mean and variance of every BatchNorm input are measured in one inference pass
-and assigned, and the pass repeats: after pass k the k lowest BatchNorm layers hold their exact
-target statistics and the ones above are close, because their inputs are already nearly
-normalised. `passes` (default 3) bounds the work; the largest change of the last pass is
-reported, so a reader sees whether it has settled.
+The statistics of a layer depend on the layers below it, which are themselves being adapted.
+A first pass settles them all at once: every BatchNorm layer normalises with the statistics of
+the batch it sees (large batches of target images), so each layer's input is already what it
+will be once the layers below are adapted, and the population moments of those inputs are
+summed over the pass. Further passes (`passes`, default 2 in all) re-measure every layer under
+the statistics just set; the largest change of the last pass is reported, so a reader sees
+whether the estimate has settled. (Passes of moving statistics alone settle one layer per pass:
+three of them left the upper layers of Lite0 at 32x32 unsettled and its features collapsed.)
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ import numpy as np
 
 from keras_transfer.forward import compiled_forward
 
-DEFAULT_PASSES = 3
+DEFAULT_PASSES = 2
+# Pixels per batch of the first pass: each layer normalises with its batch's statistics there, so
+# batches are large (512 images at 64x64, 128 at 224x224) for those to be near the population's.
+CASCADE_PIXELS = 128 * 224 * 224
+CASCADE_MAX_BATCH = 512
 UNSETTLED = 0.1  # std a mean may still move in the last pass before the log calls the estimate unsettled
 VARIANCE_FLOOR = 0.01  # of the source's moving variance: a channel's scale grows at most 10x
 _SOURCE_VARIANCE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -83,38 +89,94 @@ def adapt_batchnorm(model: keras.Model, dataset, *, passes: int = DEFAULT_PASSES
         if log:
             log("AdaBN: the model has no BatchNorm layer; nothing to adapt")
         return None
-    probe = keras.Model(model.inputs, [moment for layer in norms for moment in _batch_moments(layer)])
-    step = compiled_forward(probe, as_list=True)  # reads the moving statistics as variables: one trace serves every pass
     last_change, images = 0.0, 0
-    for _ in range(passes):
-        totals: list[np.ndarray | float] = [0.0] * (2 * len(norms))
-        images = 0
-        for batch in dataset.take(max_batches) if max_batches else dataset:
-            x = batch[0] if isinstance(batch, (tuple, list)) else batch
-            for i, out in enumerate(step(x)):
-                totals[i] = totals[i] + np.asarray(out, dtype=np.float64)
-            images += int(x.shape[0])
+    cascade = _cascade_probe(model, norms)
+    for number in range(max(1, passes)):
+        probe = cascade if number == 0 else _moving_probe(model, norms)
+        batches = _rebatched(dataset, model) if number == 0 else dataset
+        totals, images = _summed_moments(probe, batches, len(norms), max_batches)
         if images == 0:
             raise ValueError("AdaBN needs at least one unlabelled image; the unlabelled dataset is empty")
-        last_change = 0.0
-        for i, layer in enumerate(norms):
-            count = _positions(layer, images)
-            mean = totals[2 * i] / count
-            variance = np.maximum(totals[2 * i + 1] / count - np.square(mean), 0.0)
-            if layer not in _SOURCE_VARIANCE:  # the statistics before any adaptation, for the floor
-                _SOURCE_VARIANCE[layer] = keras.ops.convert_to_numpy(layer.moving_variance).astype(np.float64)
-            # A channel (nearly) silent on the target would be divided by ~sqrt(epsilon) and blow up
-            # every layer above: its variance is kept at least VARIANCE_FLOOR of the source's.
-            variance = np.maximum(variance, VARIANCE_FLOOR * _SOURCE_VARIANCE[layer])
-            old = keras.ops.convert_to_numpy(layer.moving_mean).astype(np.float64)
-            std = np.sqrt(variance + layer.epsilon)
-            last_change = max(last_change, float(np.max(np.abs(mean - old) / std)))
-            layer.moving_mean.assign(mean.astype(layer.moving_mean.dtype))
-            layer.moving_variance.assign(variance.astype(layer.moving_variance.dtype))
+        last_change = _assign(norms, totals, images)
     report = AdaptReport(len(norms), images, passes, last_change)
     if log:
         log(report.line())
     return report
+
+
+def _assign(norms: list, totals: list, images: int) -> float:
+    """Set each layer's moving statistics from its summed input moments; the largest change of a
+    moving mean, in units of the new standard deviation."""
+    change = 0.0
+    for i, layer in enumerate(norms):
+        count = _positions(layer, images)
+        mean = totals[2 * i] / count
+        variance = np.maximum(totals[2 * i + 1] / count - np.square(mean), 0.0)
+        if layer not in _SOURCE_VARIANCE:  # the statistics before any adaptation, for the floor
+            _SOURCE_VARIANCE[layer] = keras.ops.convert_to_numpy(layer.moving_variance).astype(np.float64)
+        # A channel (nearly) silent on the target would be divided by ~sqrt(epsilon) and blow up
+        # every layer above: its variance is kept at least VARIANCE_FLOOR of the source's.
+        variance = np.maximum(variance, VARIANCE_FLOOR * _SOURCE_VARIANCE[layer])
+        old = keras.ops.convert_to_numpy(layer.moving_mean).astype(np.float64)
+        change = max(change, float(np.max(np.abs(mean - old) / np.sqrt(variance + layer.epsilon))))
+        layer.moving_mean.assign(mean.astype(layer.moving_mean.dtype))
+        layer.moving_variance.assign(variance.astype(layer.moving_variance.dtype))
+    return change
+
+
+def _summed_moments(probe, dataset, layers: int, max_batches: int | None) -> tuple[list, int]:
+    step = compiled_forward(probe, as_list=True)
+    totals: list = [0.0] * (2 * layers)
+    images = 0
+    for batch in dataset.take(max_batches) if max_batches else dataset:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        for i, out in enumerate(step(x)):
+            totals[i] = totals[i] + np.asarray(out, dtype=np.float64)
+        images += int(x.shape[0])
+    return totals, images
+
+
+def _moving_probe(model: keras.Model, norms: list) -> keras.Model:
+    """The model's own graph, each BatchNorm under its moving statistics, answering every
+    BatchNorm input's per-channel sum and sum of squares over a batch."""
+    return keras.Model(model.inputs, [moment for layer in norms for moment in _batch_moments(layer.input, layer)])
+
+
+def _cascade_probe(model: keras.Model, norms: list) -> keras.Model:
+    """The model's graph (its own layers, shared) with every BatchNorm normalising with its batch's
+    statistics, answering the same sums as `_moving_probe`: one pass adapts all layers together."""
+    order = {id(layer): i for i, layer in enumerate(norms)}
+    moments: list = [None] * len(norms)
+
+    def call(layer, *args, **kwargs):
+        if id(layer) not in order:
+            return layer(*args, **kwargs)
+        x = keras.ops.cast(args[0], "float32")
+        moments[order[id(layer)]] = _batch_moments(x, layer)
+        axis = _channel_axis(layer, x)
+        axes = [i for i in range(len(x.shape)) if i != axis]
+        mean, variance = keras.ops.moments(x, axes=axes, keepdims=True)
+        shape = [1] * len(x.shape)
+        shape[axis] = x.shape[axis]
+        y = (x - mean) / keras.ops.sqrt(variance + layer.epsilon)
+        if layer.scale:
+            y = y * keras.ops.reshape(layer.gamma, shape)
+        if layer.center:
+            y = y + keras.ops.reshape(layer.beta, shape)
+        return y
+
+    clone = keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call)
+    return keras.Model(clone.inputs, [moment for pair in moments for moment in pair])
+
+
+def _rebatched(dataset, model: keras.Model):
+    """`dataset`'s images in batches of CASCADE_PIXELS (at most CASCADE_MAX_BATCH images)."""
+    import tensorflow as tf
+
+    height, width = (model.input_shape[1] or 224), (model.input_shape[2] or 224)
+    size = int(min(CASCADE_MAX_BATCH, max(16, CASCADE_PIXELS // (height * width))))
+    images = dataset.map(lambda *batch: batch[0])  # (pixels, labels) or pixels alone
+    return images.unbatch().batch(size).prefetch(tf.data.AUTOTUNE)
 
 
 def adapt_before_fit(model: keras.Model, labelled, n_labelled: int, unlabelled,
@@ -129,11 +191,15 @@ def adapt_before_fit(model: keras.Model, labelled, n_labelled: int, unlabelled,
         f"{line} (unlabelled: {n_labelled} labelled images are too few for their own)")) if log else None)
 
 
-def _batch_moments(layer) -> list:
-    """Symbolic per-channel sum and sum of squares of `layer`'s input over a batch (and its positions),
-    reduced inside the traced graph: only two vectors per layer leave it, not the feature maps."""
-    x = keras.ops.cast(layer.input, "float32")
-    axis = (layer.axis[0] if isinstance(layer.axis, (list, tuple)) else layer.axis) % len(x.shape)
+def _channel_axis(layer, x) -> int:
+    return (layer.axis[0] if isinstance(layer.axis, (list, tuple)) else layer.axis) % len(x.shape)
+
+
+def _batch_moments(x, layer) -> list:
+    """Symbolic per-channel sum and sum of squares of `x` (a BatchNorm layer's input) over a batch
+    and its positions, reduced inside the traced graph: only two vectors per layer leave it."""
+    x = keras.ops.cast(x, "float32")
+    axis = _channel_axis(layer, x)
     axes = [i for i in range(len(x.shape)) if i != axis]
     return [keras.ops.sum(x, axis=axes), keras.ops.sum(keras.ops.square(x), axis=axes)]
 
@@ -144,41 +210,3 @@ def _positions(layer, images: int) -> int:
     axis = layer.axis[0] if isinstance(layer.axis, (list, tuple)) else layer.axis
     spatial = int(np.prod([d for i, d in enumerate(shape[1:], start=1) if i != axis % len(shape)] or [1]))
     return images * spatial
-
-
-# `adaptation_plan`'s thresholds. ADABN_SHIFT is the advisor's BN_SHIFT_LIMIT (the shift above
-# which it calls a target set "different"); self-training pays when pseudo-labels can outnumber labels.
-ADABN_SHIFT = 0.45
-SELF_TRAINING = {"rounds": 3, "threshold": 0.9}
-
-
-def adaptation_plan(bn_shift: float | None, n_unlabeled: int, n_labeled: int) -> dict:
-    """What `recipe: auto` should add for unlabelled images, with the reasons, as config values.
-
-    The rule: `model.adapt: adabn` when the backbone has BatchNorm, there are unlabelled images, and
-    the measured BatchNorm shift (`features.advisor.bn_shift`: the target's mean activation, in
-    source standard deviations from the moving mean, averaged over layers) exceeds `ADABN_SHIFT`;
-    `training.self_training: SELF_TRAINING` when the unlabelled images outnumber the labelled ones
-    (it runs on feature extraction's cached features). Returns {"adapt": "adabn" | "none",
-    "self_training": {...} | None, "reasons": [one sentence per decision]}.
-    """
-    reasons = []
-    adapt = "none"
-    if n_unlabeled <= 0:
-        return {"adapt": "none", "self_training": None, "reasons": ["no unlabelled images (data.unlabeled)"]}
-    if bn_shift is None:
-        reasons.append("no AdaBN: the backbone has no BatchNorm layer")
-    elif bn_shift > ADABN_SHIFT:
-        adapt = "adabn"
-        reasons.append(f"AdaBN: the BatchNorm shift {bn_shift:.2f} exceeds {ADABN_SHIFT:g}, so the target's "
-                       "statistics replace the source's")
-    else:
-        reasons.append(f"no AdaBN: the BatchNorm shift {bn_shift:.2f} is within {ADABN_SHIFT:g}")
-    self_training = None
-    if n_unlabeled > n_labeled:
-        self_training = dict(SELF_TRAINING)
-        reasons.append(f"self-training: {n_unlabeled:,} unlabelled images outnumber the {n_labeled:,} labelled ones")
-    else:
-        reasons.append(f"no self-training: {n_unlabeled:,} unlabelled images do not outnumber the "
-                       f"{n_labeled:,} labelled ones")
-    return {"adapt": adapt, "self_training": self_training, "reasons": reasons}
