@@ -394,7 +394,7 @@ def plates_data(size, per_class, pool_share=0.6):
             "test": (plates[cut:], plate_labels[cut:])}
 
 
-per_class = 40 if SMALL else 200
+per_class = 30 if SMALL else 200
 plates = {32: plates_data(32, per_class)}
 shown = np.concatenate([render(kind, (32, 32), per_class=2, seed=SEED)[0][:8] for kind in ("printed", "plates", "letters")])
 show_images(shown, ["printed"] * 8 + ["plate"] * 8 + ["letter"] * 8)"""),
@@ -429,7 +429,8 @@ import copy
 METHODS = {
     "source only": {},
     "AdaBN": {"model": {"adapt": "adabn"}},
-    "self-training": {"training": {"self_training": {"rounds": 3}}},
+    "feature stats": {"model": {"adapt": "feature_stats"}},
+    "self-training": {"training": {"self_training": {"rounds": 3, "share": 0.6}}},
     "oracle (labelled plates)": {"data": {"source": "POOL"}},
 }
 
@@ -439,6 +440,12 @@ def merged(base, changes):
     for section, keys in changes.items():
         out.setdefault(section, {}).update(keys)
     return out
+
+
+def head(pooling):
+    \"\"\"Feature extraction: logistic regression on the pooled features. Small mode fixes C instead of
+    cross-validating it, a second per run.\"\"\"
+    return {"type": "logistic", "pooling": pooling, "C": 1.0 if SMALL else None}
 
 
 def accuracy_on(model, images, labels):
@@ -451,7 +458,7 @@ def plates_run(name, method, backbone, cut_at, size, pooling):
     config = merged({
         "data": {"source": data["source"], "unlabeled": data["pool"], "image_size": [size, size],
                  "augment": [], "val_split": 0.0, "test_split": 0.0, "seed": SEED},
-        "model": {"backbone": backbone, "cut_at": cut_at, "head": {"type": "logistic", "pooling": pooling}},
+        "model": {"backbone": backbone, "cut_at": cut_at, "head": head(pooling)},
         "training": {"seed": SEED},
     }, METHODS[method])
     if config["data"]["source"] == "POOL":
@@ -501,8 +508,11 @@ labels (the whole training split) is the ceiling."""),
         ("code", """\
 letters_pool = save_npz(work / "letters_pool.npz", *render("letters", (32, 32), per_class=20 if SMALL else 100,
                                                              seed=1000 + SEED))
+# Small mode: 30 letters per class instead of the embedded source's 200.
+letters = save_npz(work / "letters.npz", *render("letters", (32, 32), per_class=30, seed=SEED)) if SMALL else "letters"
 LETTER_METHODS = {
     "5 labels per class": {},
+    "feature stats": METHODS["feature stats"],
     "self-training": METHODS["self-training"],
     "all labels": {"data": {"few_shot": None}},
 }
@@ -511,9 +521,9 @@ LETTER_METHODS = {
 def letters_run(name, method, backbone, cut_at, size, pooling):
     \"\"\"One run on the letters: 5 labels per class and the unlabelled pool; its test accuracy.\"\"\"
     config = merged({
-        "data": {"source": "letters", "unlabeled": letters_pool, "image_size": [size, size], "augment": [],
+        "data": {"source": letters, "unlabeled": letters_pool, "image_size": [size, size], "augment": [],
                  "few_shot": 5, "val_split": 0.0, "seed": SEED},
-        "model": {"backbone": backbone, "cut_at": cut_at, "head": {"type": "logistic", "pooling": pooling}},
+        "model": {"backbone": backbone, "cut_at": cut_at, "head": head(pooling)},
         "training": {"seed": SEED},
     }, LETTER_METHODS[method])
     result = fit(from_dict(config), work / "letters" / name / method.split()[0], insights=False, log=lambda line: None)
@@ -576,17 +586,18 @@ def active_curve(strategy, first, step, budget):
         labelled.extend(int(i) for i in picks)   # a person labels them: their true labels join
 
 
-classes = pool_data.num_classes
-first = [np.random.default_rng(SEED).choice(np.flatnonzero(yp == c)) for c in range(classes)]
-step, budget = classes, (4 if SMALL else 30) * classes
-labels = list(range(classes, budget + 1, step))
+# As benchmarks/bench_unlabeled.py measures it: 10 labels to start (the same for both), then 10 a batch.
+classes, step, budget = pool_data.num_classes, 10, 40 if SMALL else 150
+first = np.concatenate([np.random.default_rng(SEED).choice(np.flatnonzero(yp == c), step // classes, replace=False)
+                        for c in range(classes)])
+labels = list(range(step, budget + 1, step))
 curves = {strategy: active_curve(strategy, first, step, budget) for strategy in ("suggested", "random")}
 for strategy, curve in curves.items():
     print(f"{strategy:>9}: " + " ".join(f"{a:.2f}" for a in curve))
-target = curves["random"][-1]
-reached = next((n for n, a in zip(labels, curves["suggested"]) if a >= target), None)
-print(f"random picks: {target:.3f} with {labels[-1]} labels; suggested picks reached it with "
-      + (f"{reached} ({reached / labels[-1]:.0%} of the labels)" if reached else "no budget tried"))
+for n, target in list(zip(labels, curves["random"]))[2::2]:   # how many suggested labels match n random ones?
+    reached = next((m for m, a in zip(labels, curves["suggested"]) if a >= target), None)
+    print(f"random, {n} labels: {target:.3f}; suggested reached it with "
+          + (f"{reached} labels ({reached / n:.0%})" if reached else f"more than {labels[-1]}"))
 fig, ax = new_figure(size=(6, 3.6))
 for strategy, curve in curves.items():
     ax.plot(labels, curve, "o-" if strategy == "suggested" else ".-", label=strategy)
