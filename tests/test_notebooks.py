@@ -11,9 +11,9 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
 
-def test_there_are_five_notebooks_committed_without_outputs():
+def test_there_are_six_notebooks_committed_without_outputs():
     assert [p.stem for p in NOTEBOOKS] == ["01_quickstart", "02_feature_extractor", "03_which_layer",
-                                          "04_digits_transfer", "05_export_and_serve"]
+                                          "04_digits_transfer", "05_export_and_serve", "06_unlabeled_images"]
     for path in NOTEBOOKS:
         notebook = nbformat.read(path, as_version=4)
         code = [cell for cell in notebook.cells if cell.cell_type == "code"]
