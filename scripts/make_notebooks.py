@@ -516,6 +516,8 @@ LETTER_METHODS = {
     "self-training": METHODS["self-training"],
     "all labels": {"data": {"few_shot": None}},
 }
+if SMALL:  # the suite's smoke test: two runs show the cell works
+    LETTER_METHODS = {m: LETTER_METHODS[m] for m in ("5 labels per class", "feature stats")}
 
 
 def letters_run(name, method, backbone, cut_at, size, pooling):
@@ -561,7 +563,8 @@ if SMALL:
     pool_source, backbone, pooling, size = "digits", build_backbone(BACKBONES["digits CNN"][0], cut_at="conv3_relu"), "max", 32
 else:
     pool_source, backbone, pooling, size = photo_source(), "efficientnet_lite0", "avg", 128
-pool_data = load_data(DataConfig(source=pool_source, image_size=size, augment=(), val_split=0.0, test_split=0.3, seed=SEED))
+pool_data = load_data(DataConfig(source=pool_source, image_size=size, augment=(), val_split=0.0, test_split=0.3,
+                                 few_shot=60 if SMALL else None, seed=SEED))
 features = extract_features(backbone, pool_data, pooling=pooling)
 scaler = StandardScaler().fit(features.xy("train")[0])   # the pool's own statistics: no labels needed
 (xp, yp), (xt, yt) = [(scaler.transform(features.xy(s)[0]), features.xy(s)[1]) for s in ("train", "test")]
@@ -587,7 +590,7 @@ def active_curve(strategy, first, step, budget):
 
 
 # As benchmarks/bench_unlabeled.py measures it: 10 labels to start (the same for both), then 10 a batch.
-classes, step, budget = pool_data.num_classes, 10, 40 if SMALL else 150
+classes, step, budget = pool_data.num_classes, 10, 30 if SMALL else 150
 first = np.concatenate([np.random.default_rng(SEED).choice(np.flatnonzero(yp == c), step // classes, replace=False)
                         for c in range(classes)])
 labels = list(range(step, budget + 1, step))
@@ -639,12 +642,15 @@ display(Image(str(run / "suggestions" / "suggestions.png")))"""),
   on Lite0 AdaBN did nothing (0.21) and feature statistics lifted it to 0.52, self-training to
   0.44. The labelled oracle: 0.63 and 0.88. Every adaptation gained more than 5 points on at least
   one backbone, none closed half the gap to the oracle.
-* **Letters, 5 labels per class**: the unlabelled letters did not help (digits CNN 0.53 with or
-  without feature statistics, 0.49 self-trained; Lite0 0.78, 0.75, 0.74); all labels: 0.90, 0.97.
-  Same domain for labelled and unlabelled images leaves little for adaptation to correct.
+* **Letters, 5 labels per class**: the unlabelled letters did not help in this run (digits CNN
+  0.53 with or without feature statistics, 0.49 self-trained; Lite0 0.78, 0.75, 0.74); all
+  labels: 0.90, 0.97. Over three seeds in `benchmarks/bench_unlabeled.py` (5 labels per class, C
+  chosen on a validation split) feature statistics gained Lite0 9 points there (0.61 -> 0.70):
+  one seed of 5 labels per class is noise of that size.
 * **Active learning on the flowers**: suggested picks matched random picks' accuracy at 50–130
   labels with 36–60% of their labels; at 150 labels random caught up (93%).
 
+The benchmark (`docs/unlabeled.md`) repeats the plates and letters over three seeds.
 Small mode's numbers are a smoke test, not these."""),
     ],
 }
