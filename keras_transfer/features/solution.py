@@ -116,7 +116,7 @@ def _run(config: RunConfig, run_dir: Path, log: Callable[[str], None], cache_dir
     rounds, alignment = [], None
     if st is not None or m.adapt == "feature_stats":
         pool = extract_features(backbone, unlabeled.bundle, list(resolved), pooling=m.head.pooling, views=views,
-                                cache_dir=cache_dir)
+                                cache_dir=cache_dir, log=log)  # a large pool is a long pass: its progress shows
         xu = pool.joined("train", resolved)[0]
         if m.adapt == "feature_stats":
             # The unlabelled features are mapped onto the labelled ones' statistics; self-training
