@@ -9,9 +9,9 @@ seed are interleaved in one process, their order alternating by seed, so both se
 on a shared machine. The stage's time runs from the end of the head stage to the end of the top
 stage: the views' forward pass, every epoch with its validation, and the checkpoints.
 
-Cells: `flowers5@100` and `eurosat5@100` take 100 photos per class (a fixed draw), pooled then
-split 70/15/15 (eurosat5: train/val from its train/ folder, test from 100 per class of its
-test/ folder); `flowers5@all` takes every flower photo. The photos are read where they lie
+Cells: `flowers5@100` takes 100 photos per class (a fixed draw), pooled then split 70/15/15 by
+the seed; `eurosat5@100` takes 100 tiles per class of its train/ folder (85/15 train/val) and
+tests on 100 per class of its test/ folder; `flowers5@all` takes every flower photo. The photos are read where they lie
 (../shared/data, linked from a temporary folder, never copied).
 
     python benchmarks/bench_partial.py [--cells flowers5@100,eurosat5@100] [--seeds 0,1] [--image-size 224] [--epochs 6]

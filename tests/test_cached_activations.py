@@ -123,3 +123,21 @@ def test_a_stage_on_cached_activations_resumes_after_an_interruption(tmp_path, m
     rows = json.loads((tmp_path / "run" / "history.json").read_text())
     assert [(r["stage"], r["stage_epoch"]) for r in rows] == [("head", 1), ("top", 1), ("top", 2), ("top", 3)]
     assert not list((tmp_path / "run").glob("activations-*")), "the views are deleted after the stage"
+
+
+def test_views_beyond_the_memory_bound_go_to_a_memory_map_deleted_after_the_stage(tmp_path, monkeypatch):
+    from keras_transfer.data import load_data
+    from keras_transfer.training import activation_cache
+    from keras_transfer.training.engine import build_model
+    from keras_transfer.training.stage import prepare_stage
+
+    monkeypatch.setattr(activation_cache, "IN_MEMORY_BYTES", 0)
+    config = _config(tmp_path, _stages())
+    data = load_data(config.data)
+    prepared = prepare_stage(build_model(config, data), config.training.stages[1], config, data, task=data.task,
+                             scratch=tmp_path)
+    views = prepared.activations.train
+    assert isinstance(views, np.memmap) and views.shape[:2] == (3, len(data.splits["train"]))
+    assert len(list(tmp_path.glob("activations-*/train.npy"))) == 1
+    prepared.release()
+    assert not list(tmp_path.glob("activations-*"))

@@ -184,6 +184,8 @@ def cache_activations(cut: Cut, data, views: int, *, step: Callable, scratch: Pa
     size = views * images * int(np.prod(shape)) * 4
     folder = None
     if size > IN_MEMORY_BYTES:
+        for stale in Path(scratch).glob("activations-*") if scratch is not None else ():
+            shutil.rmtree(stale, ignore_errors=True)  # what a killed stage left in the run folder
         folder = Path(tempfile.mkdtemp(prefix="activations-", dir=scratch))
         train = np.lib.format.open_memmap(folder / "train.npy", mode="w+", dtype=np.float32, shape=(views, images, *shape))
     else:
