@@ -150,16 +150,8 @@ def prepare_stage(model: keras.Model, stage: StageConfig, config: RunConfig, dat
         extractor, fit_model = split_at_head(model)
         train_ds, val_ds = _feature_datasets(extractor, data, config, batch, log)
     elif cut is not None:
-        views = activation_views(config)
-        splits = [split for split in ("train", "val") if split in data.splits]
-        step = frozen_forward(cut.prefix, images=views * len(data.splits["train"]) + split_images(data, splits[1:]),
-                              log=log)
-        activations = cache_activations(cut, data, views, step=step, scratch=scratch, log=log)
-        if log:
-            log(f"stage '{stage.name}': cached activations of {cut.boundary} "
-                f"({'x'.join(str(d) for d in cut.prefix.output.shape[1:])}, the frozen blocks' "
-                f"{cut.share:.0%} of the forward pass): {activations.describe()}")
         fit_model = cut.suffix
+        activations = _cached_activations(cut, stage, config, data, scratch, log)
         train_ds = activations.train_dataset(batch, config.data.seed)
         val_ds = activations.val_dataset(batch)
     else:
@@ -198,6 +190,20 @@ def split_images(data: DataBundle, splits) -> int | None:
     """How many images `splits` hold together, for `frozen_forward`'s size rule; None with a streamed TFDS split."""
     sizes = [None if data.splits[split].tfds is not None else len(data.splits[split]) for split in splits]
     return None if None in sizes else sum(sizes)
+
+
+def _cached_activations(cut: Cut, stage: StageConfig, config: RunConfig, data: DataBundle, scratch,
+                        log) -> ActivationCache:
+    """The prefix's activations over the views of train and over val, in one frozen pass; logged with their cost."""
+    views = activation_views(config)
+    images = views * len(data.splits["train"]) + (len(data.splits["val"]) if "val" in data.splits else 0)
+    step = frozen_forward(cut.prefix, images=images, log=log)
+    activations = cache_activations(cut, data, views, step=step, scratch=scratch, log=log)
+    if log:
+        log(f"stage '{stage.name}': cached activations of {cut.boundary} "
+            f"({'x'.join(str(d) for d in cut.prefix.output.shape[1:])}, the frozen blocks' "
+            f"{cut.share:.0%} of the forward pass): {activations.describe()}")
+    return activations
 
 
 def _feature_datasets(extractor: keras.Model, data: DataBundle, config: RunConfig, batch_size: int, log=None):
