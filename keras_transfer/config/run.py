@@ -54,6 +54,7 @@ class StageConfig:
     block_lr: dict[str, float] | None = None
     early_stopping: EarlyStoppingConfig | None = None
     cache_features: str = "auto"
+    cache_activations: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ _RUN_CONSTRAINTS: dict[str, Constraint] = {
     "training.stages.*.optimizer": OneOf(OPTIMIZERS),
     "training.stages.*.lr_schedule": OneOf(SCHEDULES),
     "training.stages.*.cache_features": OneOf(CACHE_FEATURES),
+    "training.stages.*.cache_activations": OneOf(CACHE_FEATURES),
     "training.stages.*.epochs": Interval(1, integer=True),
     "training.stages.*.learning_rate": Interval(0, closed="neither"),
     "training.stages.*.momentum": Interval(0, 1),

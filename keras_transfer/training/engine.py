@@ -2,7 +2,8 @@
 
 Each stage sets what trains (per block), recompiles with its own optimizer, learning rate,
 schedule and per-block rates, and continues the global epoch count; one history records the stage
-and learning rate of every epoch. Head-only stages on unaugmented data train on cached features.
+and learning rate of every epoch. Head-only stages on unaugmented data train on cached features,
+stages that train only upper blocks on cached activations of the frozen lower ones.
 Every epoch ends with an atomic checkpoint, so `resume=True` continues a killed run from its last
 completed epoch, optimizer state included. Each stage says early how long it has left; with
 `training.time_limit` a stage ends at the batch where the budget runs out, the stages after it are
@@ -329,7 +330,16 @@ def start_run_dir(config: RunConfig, run_dir: Path, data: DataBundle, log: Calla
 def _run_stage(run: _Run, index: int, stage: StageConfig, start_epoch: int, saved_optimizer, saved_es) -> None:
     config, model, data = run.config, run.model, run.data
     prepared = prepare_stage(model, stage, config, data, task=run.task, learning_rate=run.learning_rate(stage),
-                             batch_size=run.global_batch, log=run.log)
+                             batch_size=run.global_batch, log=run.log, scratch=run.run_dir)
+    try:
+        _fit_stage(run, index, stage, prepared, start_epoch, saved_optimizer, saved_es)
+    finally:
+        prepared.release()
+
+
+def _fit_stage(run: _Run, index: int, stage: StageConfig, prepared, start_epoch: int, saved_optimizer,
+               saved_es) -> None:
+    config, model, data = run.config, run.model, run.data
     trained, multipliers, cached = prepared.trained, prepared.multipliers, prepared.cached
     train_ds, val_ds, optimizer = prepared.train_ds, prepared.val_ds, prepared.optimizer
     fit_model = prepare_for_fit(prepared.fit_model, run.strategy)
@@ -342,7 +352,8 @@ def _run_stage(run: _Run, index: int, stage: StageConfig, start_epoch: int, save
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     run.log(f"stage '{stage.name}' ({index + 1} of {len(config.training.stages)}): training {', '.join(trained)} "
             f"({trainable:,} parameters), {stage.optimizer} lr {run.learning_rate(stage):g} ({stage.lr_schedule})"
-            + (", per-block rates" if multipliers else "") + (", on cached features" if cached else ""))
+            + (", per-block rates" if multipliers else "") + (", on cached features" if cached else "")
+            + (", on cached activations" if prepared.activations is not None else ""))
     early = None
     callbacks: list[keras.callbacks.Callback] = []
     if stage.early_stopping is not None:

@@ -119,6 +119,7 @@ def lr_find(config: RunConfig, stage: int | str = 0, *, start_lr: float = 1e-7, 
         if not math.isfinite(smooth) or (step > 10 and smooth > diverge * best):
             diverged = True
             break
+    prepared.release()
     lowest = int(np.nanargmin(smoothed))
     at_min = rates[lowest]
     warning = _no_edge_warning(rates, smoothed, lowest, diverged)

@@ -9,22 +9,35 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import keras
 
+from keras_transfer.backbones import backbone_blocks
 from keras_transfer.config import RunConfig, StageConfig
 from keras_transfer.data import DataBundle
 from keras_transfer.freeze import set_trainable
 from keras_transfer.forward import extract, frozen_forward
+from keras_transfer.training.activation_cache import (
+    AUTO_MAX_BYTES,
+    AUTO_MIN_PREFIX_SHARE,
+    VIEWS,
+    ActivationCache,
+    Cut,
+    NoSingleCut,
+    cache_activations,
+    split_at_block,
+)
 from keras_transfer.training.feature_cache import split_at_head
 from keras_transfer.training.optimizers import block_multipliers, make_optimizer
 
 
 @dataclass
 class PreparedStage:
-    """A stage ready to fit: the model to fit (the full one, or its head on cached features), its
-    datasets, the optimizer and loss, and what trains (block names, per-variable rate multipliers)."""
+    """A stage ready to fit: the model to fit (the full one, its head on cached features, or its
+    upper blocks on cached activations), its datasets, the optimizer and loss, and what trains
+    (block names, per-variable rate multipliers). `release()` after the fit frees cached activations."""
 
     fit_model: keras.Model
     train_ds: Any
@@ -36,6 +49,11 @@ class PreparedStage:
     multipliers: dict | None
     cached: bool
     steps_per_epoch: int
+    activations: ActivationCache | None = None
+
+    def release(self) -> None:
+        if self.activations is not None:
+            self.activations.release()
 
 
 def loss_and_metrics(task: str) -> tuple[keras.losses.Loss, list]:
@@ -56,6 +74,44 @@ def uses_feature_cache(stage: StageConfig, trained: list[str], config: RunConfig
     return not config.data.augment
 
 
+def activation_cut(model: keras.Model, stage: StageConfig, trained: list[str], config: RunConfig,
+                   data: DataBundle) -> tuple[Cut | None, str]:
+    """(the cut to train `stage` on cached activations, "") or (None, why not; "" when there is nothing to say).
+
+    Only a stage that trains upper blocks above a frozen prefix is a candidate. `never` keeps the
+    stage on images; `always` caches wherever the cut is clean; `auto` caches where it pays (see
+    docs/training.md): the prefix holds at least half the forward cost, the stage runs more epochs
+    than there are views, and the views fit `AUTO_MAX_BYTES`.
+    """
+    mode = stage.cache_activations
+    if mode == "never" or not trained or trained == ["head"] or trained[0] == next(iter(backbone_blocks(model))):
+        return None, ""
+    try:
+        cut = split_at_block(model, trained[0])
+    except NoSingleCut as reason:
+        return None, str(reason)
+    if config.training.strategy == "multi_worker":
+        return None, "a multi_worker run trains on images (each worker would cache its own views)"
+    if split_images(data, ["train"]) is None:
+        return None, "the training split is streamed from TFDS, of unknown size"
+    if mode == "always":
+        return cut, ""
+    views = activation_views(config)
+    size = views * split_images(data, ["train"]) * math.prod(int(d) for d in cut.prefix.output.shape[1:]) * 4
+    if cut.share < AUTO_MIN_PREFIX_SHARE:
+        return None, f"the frozen blocks are {cut.share:.0%} of the forward pass (auto caches from {AUTO_MIN_PREFIX_SHARE:.0%})"
+    if stage.epochs <= views:
+        return None, f"{stage.epochs} epochs would cost about as much as the {views} views' pass"
+    if size > AUTO_MAX_BYTES:
+        return None, f"{views} views would take {size / 2**30:.1f} GB (auto caches up to {AUTO_MAX_BYTES / 2**30:.0f} GB)"
+    return cut, ""
+
+
+def activation_views(config: RunConfig) -> int:
+    """Views per training image: `VIEWS` augmented ones, or the one image when nothing is augmented."""
+    return VIEWS if config.data.augment else 1
+
+
 def jit_compile(config: RunConfig) -> bool:
     """Whether to compile with XLA: `auto` turns it on only with a GPU."""
     import tensorflow as tf
@@ -68,14 +124,17 @@ def jit_compile(config: RunConfig) -> bool:
 
 def prepare_stage(model: keras.Model, stage: StageConfig, config: RunConfig, data: DataBundle, *, task: str,
                   learning_rate: float | None = None, batch_size: int | None = None,
-                  constant_rate: bool = False, log: Callable[[str], None] | None = None) -> PreparedStage:
+                  constant_rate: bool = False, log: Callable[[str], None] | None = None,
+                  scratch: Path | None = None) -> PreparedStage:
     """Set `model` up for `stage`: trainable blocks, block rates, cached features, optimizer, loss.
 
     `learning_rate` overrides the stage's (linear scaling across replicas; the range test's
     start rate) and `batch_size` the data config's (the global batch of a distributed run).
     `constant_rate` drops the stage's schedule, for a caller that sets the rate itself. `log`
-    hears which runtime the cached features' frozen pass ran on. The model is not compiled: the
-    caller compiles `fit_model` (inside its strategy) with `optimizer`, `loss` and `metrics`.
+    hears which runtime the cached features' frozen pass ran on, and what caching activations
+    did and cost; large cached activations go to a memory-mapped file in `scratch` (else a
+    temporary folder). The model is not compiled: the caller compiles `fit_model` (inside its
+    strategy) with `optimizer`, `loss` and `metrics`, and calls `release()` after the fit.
     """
     rate = stage.learning_rate if learning_rate is None else learning_rate
     batch = batch_size or config.data.batch_size
@@ -83,9 +142,18 @@ def prepare_stage(model: keras.Model, stage: StageConfig, config: RunConfig, dat
     multipliers = block_multipliers(model, stage.train, decay=stage.block_lr_decay, block_lr=stage.block_lr,
                                     base_lr=stage.learning_rate)
     cached = uses_feature_cache(stage, trained, config)
+    cut, reason = (None, "") if cached else activation_cut(model, stage, trained, config, data)
+    if reason and log:
+        log(f"stage '{stage.name}': training on images, not on cached activations: {reason}")
+    activations = None
     if cached:
         extractor, fit_model = split_at_head(model)
         train_ds, val_ds = _feature_datasets(extractor, data, config, batch, log)
+    elif cut is not None:
+        fit_model = cut.suffix
+        activations = _cached_activations(cut, stage, config, data, scratch, log)
+        train_ds = activations.train_dataset(batch, config.data.seed)
+        val_ds = activations.val_dataset(batch)
     else:
         fit_model = model
         train_ds = data.dataset("train", batch_size=batch)
@@ -95,7 +163,8 @@ def prepare_stage(model: keras.Model, stage: StageConfig, config: RunConfig, dat
     optimizer = make_optimizer(stage.optimizer, schedule, lr_multipliers=multipliers, momentum=stage.momentum,
                                weight_decay=stage.weight_decay)
     loss, metrics = loss_and_metrics(task)
-    return PreparedStage(fit_model, train_ds, val_ds, optimizer, loss, metrics, trained, multipliers, cached, steps)
+    return PreparedStage(fit_model, train_ds, val_ds, optimizer, loss, metrics, trained, multipliers, cached, steps,
+                         activations)
 
 
 def _learning_rate(stage: StageConfig, steps_per_epoch: int, rate: float):
@@ -121,6 +190,20 @@ def split_images(data: DataBundle, splits) -> int | None:
     """How many images `splits` hold together, for `frozen_forward`'s size rule; None with a streamed TFDS split."""
     sizes = [None if data.splits[split].tfds is not None else len(data.splits[split]) for split in splits]
     return None if None in sizes else sum(sizes)
+
+
+def _cached_activations(cut: Cut, stage: StageConfig, config: RunConfig, data: DataBundle, scratch,
+                        log) -> ActivationCache:
+    """The prefix's activations over the views of train and over val, in one frozen pass; logged with their cost."""
+    views = activation_views(config)
+    images = views * len(data.splits["train"]) + (len(data.splits["val"]) if "val" in data.splits else 0)
+    step = frozen_forward(cut.prefix, images=images, log=log)
+    activations = cache_activations(cut, data, views, step=step, scratch=scratch, log=log)
+    if log:
+        log(f"stage '{stage.name}': cached activations of {cut.boundary} "
+            f"({'x'.join(str(d) for d in cut.prefix.output.shape[1:])}, the frozen blocks' "
+            f"{cut.share:.0%} of the forward pass): {activations.describe()}")
+    return activations
 
 
 def _feature_datasets(extractor: keras.Model, data: DataBundle, config: RunConfig, batch_size: int, log=None):
