@@ -98,6 +98,20 @@ def test_never_keeps_todays_path_and_auto_caches_where_the_epochs_outnumber_the_
     prepared.release()
 
 
+def test_auto_trains_a_large_set_on_images_and_always_caches_it_anyway(tmp_path, monkeypatch):
+    from keras_transfer.training import stage
+
+    monkeypatch.setattr(stage, "AUTO_MAX_PER_CLASS", 1)  # the tiny set counts as large
+    lines = []
+    _, prepared = _prepare(_config(tmp_path, _stages("auto", 6)), lines.append)
+    assert prepared.activations is None
+    assert any("training images per class" in line and "cache_activations: always" in line for line in lines), lines
+    (tmp_path / "always").mkdir()
+    _, prepared = _prepare(_config(tmp_path / "always", _stages("always", 6)), lambda line: None)
+    assert prepared.activations is not None
+    prepared.release()
+
+
 def test_a_stage_on_cached_activations_resumes_after_an_interruption(tmp_path, monkeypatch):
     from keras_transfer.training import engine
 
