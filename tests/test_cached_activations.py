@@ -35,14 +35,14 @@ def _skip_source(path):
     return path
 
 
-def _prepare(config, log):
+def _prepare(config, log, stage: int = 1):
     from keras_transfer.data import load_data
     from keras_transfer.training.engine import build_model
     from keras_transfer.training.stage import prepare_stage
 
     data = load_data(config.data)
     model = build_model(config, data)
-    return model, prepare_stage(model, config.training.stages[1], config, data, task=data.task, log=log)
+    return model, prepare_stage(model, config.training.stages[stage], config, data, task=data.task, log=log)
 
 
 def test_the_suffix_trains_the_full_models_top_block_and_the_frozen_ones_stay_bitwise(tmp_path):
@@ -109,6 +109,22 @@ def test_auto_trains_a_large_set_on_images_and_always_caches_it_anyway(tmp_path,
     (tmp_path / "always").mkdir()
     _, prepared = _prepare(_config(tmp_path / "always", _stages("always", 6)), lambda line: None)
     assert prepared.activations is not None
+    prepared.release()
+
+
+@pytest.mark.parametrize("mode", ["always", "auto"])
+def test_a_head_stage_on_augmented_images_trains_on_the_pooled_features_of_a_few_views_when_asked(tmp_path, mode):
+    lines = []
+    stages = [{"name": "head", "train": "head", "epochs": 6, "learning_rate": 0.05, "cache_activations": mode}]
+    model, prepared = _prepare(_config(tmp_path, stages), lines.append, stage=0)
+    if mode == "auto":  # opt-in: auto keeps the head stage on fresh augmentation
+        assert prepared.activations is None and prepared.fit_model is model
+        return
+    assert prepared.fit_model is not model and len(prepared.fit_model.input_shape) == 2  # pooled vectors
+    assert prepared.activations.train.shape[:2] == (3, 100)
+    assert any("pooled features" in line and "once per view instead of once per epoch" in line for line in lines)
+    # The head trained on the views is the model's own head.
+    assert {id(w) for w in prepared.fit_model.trainable_weights} <= {id(w) for w in model.weights}
     prepared.release()
 
 

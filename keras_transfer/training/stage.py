@@ -88,7 +88,9 @@ def activation_cut(model: keras.Model, stage: StageConfig, trained: list[str], c
     accurate as fresh augmentation).
     """
     mode = stage.cache_activations
-    if mode == "never" or not trained or trained == ["head"] or trained[0] == next(iter(backbone_blocks(model))):
+    if trained == ["head"]:
+        return _head_views_cut(model, stage, config, data)
+    if mode == "never" or not trained or trained[0] == next(iter(backbone_blocks(model))):
         return None, ""
     try:
         cut = split_at_block(model, trained[0])
@@ -115,6 +117,23 @@ def activation_cut(model: keras.Model, stage: StageConfig, trained: list[str], c
                       f"4 points against fresh augmentation (auto caches up to {AUTO_MAX_PER_CLASS} per class; "
                       "cache_activations: always trades that for the speed)")
     return cut, ""
+
+
+def _head_views_cut(model: keras.Model, stage: StageConfig, config: RunConfig,
+                    data: DataBundle) -> tuple[Cut | None, str]:
+    """A head-only stage on augmented images with `cache_activations: always`: the pooled features
+    of `VIEWS` views of each image, computed once, instead of a pass of the frozen backbone per
+    epoch. Opt-in: on eurosat5 at 420 tiles per class the one-liner with it scored 0.967, below
+    the 0.984 measured for it on images, and one run cannot say whether the views cost that."""
+    if stage.cache_activations != "always" or stage.cache_features == "never" or not config.data.augment:
+        return None, ""
+    if config.training.strategy == "multi_worker" or split_images(data, ["train"]) is None:
+        return None, "a multi_worker run or a streamed TFDS split trains the head on images"
+    try:
+        extractor, head = split_at_head(model)
+    except ValueError as reason:
+        return None, str(reason)
+    return Cut(extractor, head, "the pooled features", 1.0), ""
 
 
 def activation_views(config: RunConfig) -> int:
@@ -210,9 +229,10 @@ def _cached_activations(cut: Cut, stage: StageConfig, config: RunConfig, data: D
     step = frozen_forward(cut.prefix, images=images, log=log)
     activations = cache_activations(cut, data, views, step=step, scratch=scratch, log=log)
     if log:
-        log(f"stage '{stage.name}': cached activations of {cut.boundary} "
-            f"({'x'.join(str(d) for d in cut.prefix.output.shape[1:])}, the frozen blocks' "
-            f"{cut.share:.0%} of the forward pass): {activations.describe()}")
+        shape = 'x'.join(str(d) for d in cut.prefix.output.shape[1:])
+        where = (f"the frozen backbone's pooled features ({shape}), once per view instead of once per epoch"
+                 if cut.share == 1.0 else f"{cut.boundary} ({shape}, the frozen blocks' {cut.share:.0%} of the forward pass)")
+        log(f"stage '{stage.name}': cached activations of {where}: {activations.describe()}")
     return activations
 
 
