@@ -98,10 +98,10 @@ def _load() -> list[dict]:
 
 
 def _save(entries: list[dict]) -> None:
+    from keras_transfer.core.files import atomic_write_text
+
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".tmp")
-    tmp.write_text(json.dumps(entries, indent=1))
-    tmp.replace(RESULTS)
+    atomic_write_text(RESULTS, json.dumps(entries, indent=1))
 
 
 def main() -> None:

@@ -111,6 +111,11 @@ class DataBundle:
             out[name] = {cls: int(n) for cls, n in zip(self.class_names, totals)}
         return out
 
+    def examples_per_class(self, split: str = "train") -> float | None:
+        """The median number of examples per class in `split`; None when it is not counted (streamed)."""
+        counts = self.counts().get(split)
+        return float(np.median(list(counts.values()))) if counts else None
+
     def target_stats(self) -> dict[str, dict[str, float]]:
         """Per split, the regression target's mean, standard deviation, min and max (empty for classes)."""
         if self.task != "regression":

@@ -248,8 +248,8 @@ def measure_data(backbone: keras.Model, data: DataBundle, *, cache_dir: str | Pa
                  class_weight: str | None = None, log: Callable[[str], None] | None = None) -> Measurements:
     """Measure `data` against `backbone`: median training examples per class, a probe of every block
     (cross-validated, see `probe_layers`), the BatchNorm shift; `seconds` says what each part cost."""
-    counts = data.counts().get("train") or {}
-    per_class = float(np.median(list(counts.values()))) if counts else float("inf")
+    per_class = data.examples_per_class()
+    per_class = float("inf") if per_class is None else per_class
     probe = probe_layers(backbone, data, "blocks", cache_dir=cache_dir, views=views, prune=prune,
                          score_splits=not prune, seed=seed, class_weight=class_weight, log=log)
     started = time.perf_counter()
@@ -383,7 +383,8 @@ def resolve_recipe(config: RunConfig, *, named: tuple[str, ...] = (), cache_dir:
         log(f"recipe auto: {data.task} data cannot be probed one class per image; running every stage")
         return from_dict(raw)
     counts = data.counts().get("train") or {}
-    per_class = float(np.median(list(counts.values()))) if counts else float("inf")
+    per_class = data.examples_per_class()
+    per_class = float("inf") if per_class is None else per_class
     if per_class >= LINEAR_PROBE_BELOW:
         # Size alone picks fine-tuning here: probing every block would cost a pass over all the
         # images and change nothing but the placement's wording.

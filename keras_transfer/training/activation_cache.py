@@ -25,6 +25,7 @@ import keras
 import numpy as np
 
 from keras_transfer.backbones import backbone_blocks
+from keras_transfer.forward import extract
 
 # Views of each training image: each costs one pass of the prefix, against one full forward pass
 # per epoch saved (benchmarks/bench_partial.py). Unaugmented data has one view.
@@ -213,11 +214,5 @@ def cache_activations(cut: Cut, data, views: int, *, step: Callable, scratch: Pa
         start += n
     if isinstance(train, np.memmap):
         train.flush()
-    val = val_labels = None
-    if "val" in data.splits:
-        outputs, ys = [], []
-        for x, y in data.dataset("val"):
-            outputs.append(step(x)[0])
-            ys.append(np.asarray(y))
-        val, val_labels = np.concatenate(outputs), np.concatenate(ys)
+    val, val_labels = extract(cut.prefix, data.dataset("val"), step=step) if "val" in data.splits else (None, None)
     return ActivationCache(train, np.concatenate(labels), val, val_labels, folder, time.perf_counter() - started)

@@ -90,11 +90,12 @@ def adapt_batchnorm(model: keras.Model, dataset, *, passes: int = DEFAULT_PASSES
             log("AdaBN: the model has no BatchNorm layer; nothing to adapt")
         return None
     last_change, images = 0.0, 0
-    cascade = _cascade_probe(model, norms)
+    cascade = compiled_forward(_cascade_probe(model, norms), as_list=True)
+    # Reads the moving statistics as variables: one trace serves every later pass.
+    moving = compiled_forward(_moving_probe(model, norms), as_list=True) if passes > 1 else None
     for number in range(max(1, passes)):
-        probe = cascade if number == 0 else _moving_probe(model, norms)
-        batches = _rebatched(dataset, model) if number == 0 else dataset
-        totals, images = _summed_moments(probe, batches, len(norms), max_batches)
+        step, batches = (cascade, _rebatched(dataset, model)) if number == 0 else (moving, dataset)
+        totals, images = _summed_moments(step, batches, len(norms), max_batches)
         if images == 0:
             raise ValueError("AdaBN needs at least one unlabelled image; the unlabelled dataset is empty")
         last_change = _assign(norms, totals, images)
@@ -124,8 +125,7 @@ def _assign(norms: list, totals: list, images: int) -> float:
     return change
 
 
-def _summed_moments(probe, dataset, layers: int, max_batches: int | None) -> tuple[list, int]:
-    step = compiled_forward(probe, as_list=True)
+def _summed_moments(step, dataset, layers: int, max_batches: int | None) -> tuple[list, int]:
     totals: list = [0.0] * (2 * layers)
     images = 0
     for batch in dataset.take(max_batches) if max_batches else dataset:
@@ -207,6 +207,6 @@ def _batch_moments(x, layer) -> list:
 def _positions(layer, images: int) -> int:
     """Rows per channel summed over the pass: images times spatial positions of the layer's input."""
     shape = layer.input.shape
-    axis = layer.axis[0] if isinstance(layer.axis, (list, tuple)) else layer.axis
-    spatial = int(np.prod([d for i, d in enumerate(shape[1:], start=1) if i != axis % len(shape)] or [1]))
+    axis = _channel_axis(layer, layer.input)
+    spatial = int(np.prod([d for i, d in enumerate(shape[1:], start=1) if i != axis] or [1]))
     return images * spatial

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import keras
-import numpy as np
 
 from keras_transfer.backbones import backbone_blocks
 from keras_transfer.config import RunConfig, StageConfig
@@ -110,8 +109,7 @@ def activation_cut(model: keras.Model, stage: StageConfig, trained: list[str], c
         return None, f"{stage.epochs} epochs would cost about as much as the {views} views' pass"
     if size > AUTO_MAX_BYTES:
         return None, f"{views} views would take {size / 2**30:.1f} GB (auto caches up to {AUTO_MAX_BYTES / 2**30:.0f} GB)"
-    counts = list((data.counts().get("train") or {}).values())
-    per_class = float(np.median(counts)) if counts else 0.0
+    per_class = data.examples_per_class() or 0.0
     if per_class > AUTO_MAX_PER_CLASS:
         return None, (f"{per_class:g} training images per class: on all flower photos {VIEWS} fixed views lost "
                       f"4 points against fresh augmentation (auto caches up to {AUTO_MAX_PER_CLASS} per class; "
