@@ -11,7 +11,9 @@ process with a cold feature cache, timed from start to exit:
 - `auto`: the one-liner itself, `keras-transfer train POOL`;
 - `linear1` / `linear2` / `linear4`: a logistic regression on the top block's features, C by
   cross-validation, on one view, the image and its mirror, and those and their centred crops
-  (the effect of the views alone).
+  (the effect of the views alone);
+- `full`: fine-tuning, the packaged photos config's three stages (head, top two blocks,
+  everything) with their early stopping, whatever the data's size.
 
 Every run's `model.keras` is then scored on the same external test set, which no recipe sees:
 flowers5 photos held out from every pool (60 per class), eurosat5's own `test/` (100 per class),
@@ -42,7 +44,7 @@ RESULTS = HERE / "results" / "auto.json"
 SHARED = HERE.parents[1] / "shared" / "data"
 DOMAINS = ("flowers5", "eurosat5", "digits")
 SIZES = ("5", "20", "100")
-RECIPES = ("head5", "auto", "linear1", "linear2", "linear4")
+RECIPES = ("head5", "auto", "linear1", "linear2", "linear4", "full")
 VIEWS = ("full", "flip", "zoom", "flip_zoom")
 TEST_PER_CLASS = {"flowers5": 60, "eurosat5": 100, "digits": 50}
 IMAGE_SIZE = {"flowers5": 224, "eurosat5": 224, "digits": 96}
@@ -122,7 +124,7 @@ def _config(recipe: str, domain: str, source: str, seed: int, folder: Path) -> l
         head = dict(raw["training"]["stages"][0], epochs=5)
         head.pop("early_stopping", None)
         raw["training"]["stages"] = [head]
-    else:
+    elif recipe != "full":
         raw["training"]["stages"] = raw["training"]["stages"][:1]
         raw["data"]["augment"] = []
         raw["model"]["head"] = {"type": "logistic", "views": list(VIEWS[:int(recipe[-1])])}

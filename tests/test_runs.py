@@ -43,6 +43,22 @@ def test_evaluate_scores_the_test_split_as_training_did(finished):
     assert evaluation.files["mistakes"].is_file()
 
 
+def test_evaluate_runs_on_the_frozen_runtime_and_scores_the_same_there(finished, monkeypatch, tmp_path):
+    run, _ = finished
+    said: list[str] = []
+    on_keras = evaluate(run.path, out=tmp_path / "keras", log=said.append)
+    examples = on_keras.metrics["examples"]
+    # The split's size reaches the runtime's size rule: too small to convert, so Keras, and why.
+    assert any("on Keras" in line and f"{examples:,} images at" in line for line in said), said
+    monkeypatch.setenv("KT_FROZEN_RUNTIME", "onnx")
+    monkeypatch.setenv("KT_CACHE_DIR", str(tmp_path / "cache"))
+    said.clear()
+    on_onnx = evaluate(run.path, out=tmp_path / "onnx", log=said.append)
+    assert any("on onnxruntime" in line for line in said), said
+    assert on_onnx.metrics["accuracy"] == on_keras.metrics["accuracy"]
+    assert on_onnx.metrics["confusion_matrix"] == on_keras.metrics["confusion_matrix"]
+
+
 def test_a_folder_that_is_not_a_finished_run_is_one_error_naming_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="has no model.keras"):
         RunDir(tmp_path).load_model()

@@ -72,6 +72,19 @@ def test_the_suggest_command_writes_a_csv_and_a_contact_sheet_the_same_for_a_see
     assert status == 2 and len(err) == 1 and "nope" in err[0]
 
 
+def test_suggest_passes_the_pool_size_to_the_frozen_runtime(tmp_path, trained_run):
+    from keras_transfer.features.suggest import suggest_for_run
+    from tests.support import digit_images
+
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    for i, image in enumerate(digit_images(12)):
+        Image.fromarray(image).save(pool / f"{i:02d}.png")
+    said: list[str] = []
+    suggest_for_run(trained_run, str(pool), k=3, output_dir=tmp_path / "out", log=said.append)
+    assert any(line.startswith("frozen pass of") and "12 images at" in line for line in said), said
+
+
 def test_typical_picks_come_from_clusters_no_label_covers_and_are_the_same_for_a_seed():
     from keras_transfer.features.suggest import choose_method, typical_indices
 

@@ -4,6 +4,8 @@ clearly would not fit."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import re
 
@@ -109,6 +111,17 @@ def test_auto_cuts_fine_tuning_that_clearly_would_not_fit_in_the_time_left():
     assert recipe_for_budget("full", STAGES, 10.0, 30)[0] == "head"
     recipe, why = recipe_for_budget("full", STAGES, 10.0, 5)
     assert recipe == "linear_probe" and "feature extraction" in why and "\n" not in why
+
+
+def test_the_estimate_counts_the_views_a_cached_stage_computes_instead_of_its_epochs():
+    # Augmented, 3 views: the head's views cost 3 passes, not 1; top:2 on cached activations 3, not 5.
+    assert recipe_for_budget("full", STAGES, 10.0, 75, views=3)[0] == "head"  # head + top: 30 + 50 s
+    assert recipe_for_budget("full", STAGES, 10.0, 75)[0] == "top"  # unaugmented: 10 + 50 s fits
+    cached = [STAGES[0], dataclasses.replace(STAGES[1], cache_activations="always"), STAGES[2]]
+    assert recipe_for_budget("full", cached, 10.0, 95, views=3) == ("full", None)  # 30 + 30 + 30 s
+    on_images = [dataclasses.replace(STAGES[0], cache_activations="never"), *STAGES[1:]]
+    recipe, why = recipe_for_budget("full", on_images, 10.0, 95, views=3)
+    assert recipe == "head" and "would take about 2 min" in why  # 50 + 50 + 30 s; head alone 50 s
 
 
 def test_feature_extraction_says_how_long_its_frozen_pass_has_left(tmp_path, every_phase_is_long):

@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     from keras_transfer.core.names import printable
     from keras_transfer.runs import evaluate
 
-    result = evaluate(args.run, split=args.split, data=args.data, tta=args.tta, out=args.out)
+    say = (lambda line: print(line, file=sys.stderr)) if args.json else print  # stdout stays JSON with --json
+    result = evaluate(args.run, split=args.split, data=args.data, tta=args.tta, out=args.out, log=say)
     metrics = result.metrics
     if args.json:
         print(json.dumps(metrics, indent=1))

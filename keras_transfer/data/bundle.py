@@ -111,6 +111,11 @@ class DataBundle:
             out[name] = {cls: int(n) for cls, n in zip(self.class_names, totals)}
         return out
 
+    def images_in(self, *splits: str) -> int | None:
+        """How many examples `splits` hold together (a frozen pass's size); None when one is streamed (TFDS)."""
+        sizes = [None if self.splits[split].tfds is not None else len(self.splits[split]) for split in splits]
+        return None if None in sizes else sum(sizes)
+
     def examples_per_class(self, split: str = "train") -> float | None:
         """The median number of examples per class in `split`; None when it is not counted (streamed)."""
         counts = self.counts().get(split)

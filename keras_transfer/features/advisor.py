@@ -36,6 +36,7 @@ from keras_transfer.config import RunConfig, StageConfig, from_dict, packaged_co
 from keras_transfer.core.timing import TimeBudget, format_duration
 from keras_transfer.data import DataBundle
 from keras_transfer.features.probe import ProbeResult, probe_layers
+from keras_transfer.training.stage import stage_passes, training_views
 
 SMALL_PER_CLASS = 30
 PROBE_MARGIN = 0.10
@@ -310,19 +311,21 @@ def _apply_recipe(raw: dict[str, Any], recipe: str, layers: list[str], C: float 
 
 
 def recipe_for_budget(recipe: str, stages: list[StageConfig], pass_seconds: float,
-                      remaining: float) -> tuple[str, str | None]:
+                      remaining: float, *, views: int = 1) -> tuple[str, str | None]:
     """The longest of `recipe`'s prefixes (full, top, head) whose estimate fits in `remaining`
     seconds, else feature extraction; and the one-line reason when that is not `recipe` itself.
 
-    The estimate counts passes over the training images, `pass_seconds` each: one per epoch of a
-    stage that trains blocks, one in all for a head-only stage (its features are cached). It errs
-    short, so a recipe is cut only when the budget is clearly too small: the pass is timed on the
-    BatchNorm measurement, about 2.4x slower than training's compiled pass, while a training step
-    costs about three forward passes. Feature extraction (a linear probe) needs one pass, no epochs.
+    The estimate counts passes over the training images, `pass_seconds` each (`stage_passes`):
+    a head-only stage costs one pass (its features cached) or, on augmented images, one per view
+    (`views`); a stage that trains blocks one per epoch, or one per view on cached activations
+    (`cache_activations: always`). It errs short, so a recipe is cut only when the budget is
+    clearly too small: the pass is timed on the BatchNorm measurement, about 2.4x slower than
+    training's compiled pass, while a training step costs about three forward passes. Feature
+    extraction (a linear probe) needs one pass, no epochs.
     """
     def cost(name: str) -> float:
         chosen = [s for s in stages if s.name in RECIPE_STAGES[name]]
-        return pass_seconds * sum(1 if s.train == "head" else s.epochs for s in chosen)
+        return pass_seconds * sum(stage_passes(s, views) for s in chosen)
 
     prefixes = list(RECIPE_STAGES)[:list(RECIPE_STAGES).index(recipe) + 1]
     picked = next((name for name in reversed(prefixes) if cost(name) <= remaining), "linear_probe")
@@ -399,7 +402,7 @@ def resolve_recipe(config: RunConfig, *, named: tuple[str, ...] = (), cache_dir:
             seen = min(images, 8 * data.config.batch_size)  # what bn_shift ran
             seconds = shift_seconds if shift is not None else _timed_pass(backbone, data, 8)
             recipe, cut = recipe_for_budget(recipe, config.training.stages, seconds * images / seen,
-                                            budget.remaining())
+                                            budget.remaining(), views=training_views(config))
         _apply_recipe(raw, recipe, [], None)
         if recipe == "linear_probe":
             from keras_transfer.features.extract import hand_over

@@ -185,7 +185,7 @@ def suggest_for_run(run_dir: str | Path, pool: str, *, k: int = 50, method: str 
     from keras_transfer.config import load_config
     from keras_transfer.data import DataConfig
     from keras_transfer.data.unlabeled import load_unlabeled
-    from keras_transfer.forward import compiled_forward
+    from keras_transfer.forward import frozen_forward
 
     if uncertainty not in UNCERTAINTY:
         raise ValueError(unknown_name_message("--uncertainty", uncertainty, UNCERTAINTY))
@@ -203,7 +203,10 @@ def suggest_for_run(run_dir: str | Path, pool: str, *, k: int = 50, method: str 
     images = load_unlabeled(data_config, labels)
     model = run.load_model(compile=False)  # safe mode, archive sizes checked: a run folder may come from anyone
     head = model.layers[-1]
-    step = compiled_forward(keras.Model(model.input, [head.input, model.output]), as_list=True)
+    # One pass gives the head's input (the features the diversity is measured in) and the
+    # probabilities; onnxruntime runs it for a large pool.
+    step = frozen_forward(keras.Model(model.input, [head.input, model.output], name=f"{model.name}_suggest"),
+                          images=len(images), log=log)
     features, probabilities = [], []
     for x, _ in images.dataset(batch_size=64):
         f, p = step(x)

@@ -6,7 +6,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -30,18 +30,20 @@ class Evaluation:
 
 
 def evaluate(run_dir: str | os.PathLike | RunDir, *, split: str | None = None, data: str | None = None,
-             tta: bool = False, out: str | os.PathLike | None = None) -> Evaluation:
+             tta: bool = False, out: str | os.PathLike | None = None,
+             log: Callable[[str], None] | None = None) -> Evaluation:
     """Score the run's model on `split` (default: test, else val) of its own recorded split, or of the
     source `data` (its own train/val/test folders, nothing carved out), with the same metrics as
     training. With `tta`, average over the views the run trained with. Classification writes its
     mistakes (`mistakes.csv`, `plots/misclassified.png`) and regression its predicted-vs-true plot
-    to `out` (default RUN/evaluation/SPLIT).
+    to `out` (default RUN/evaluation/SPLIT). The pass runs on `frozen_forward` (onnxruntime for a
+    large split, see `keras_transfer.forward.runtime`), which says through `log` where it ran.
     """
     from keras_transfer.config import load_config
     from keras_transfer.core.files import check_label_count
     from keras_transfer.data import load_data
     from keras_transfer.data.fingerprint import recorded_data
-    from keras_transfer.forward import extract
+    from keras_transfer.forward import frozen_forward
     from keras_transfer.interpret import collect_predictions, default_views, tta_forward, write_error_analysis
     from keras_transfer.metrics import classification_metrics, plot_predicted_vs_true, regression_metrics
 
@@ -69,11 +71,16 @@ def evaluate(run_dir: str | os.PathLike | RunDir, *, split: str | None = None, d
     task = bundle.task
     dataset = bundle.dataset(split, training=False)
     views = tuple(default_views(config.data.augment)) if tta else ()
-    forward = tta_forward(model, views) if tta else None
+    images = bundle.images_in(split)
+    if tta:
+        forward = tta_forward(model, views)
+    else:
+        frozen = frozen_forward(model, images=images, log=log)
+        forward = lambda x: frozen(x)[0]  # noqa: E731 - the model's one output
     out = Path(out) if out is not None else run.path / "evaluation" / (f"{split}-tta" if tta else split)
     result = Evaluation(run.path, data_config.source, split, task, labels, {}, views, out)
     if task == "regression":
-        outputs, truth = extract(model, dataset) if forward is None else _forward_all(forward, dataset)
+        outputs, truth = _forward_all(forward, dataset)
         result.metrics = regression_metrics(outputs, truth)
         result.files["predicted_vs_true"] = out / "plots" / "predicted_vs_true.png"
         plot_predicted_vs_true(truth, outputs, result.files["predicted_vs_true"], title=f"{split} split",
@@ -86,7 +93,7 @@ def evaluate(run_dir: str | os.PathLike | RunDir, *, split: str | None = None, d
         result.written = write_error_analysis(predictions, labels, out, split=split)
         result.files.update(mistakes=out / "mistakes.csv", misclassified=out / "plots" / "misclassified.png")
     else:
-        outputs, truth = extract(model, dataset) if forward is None else _forward_all(forward, dataset)
+        outputs, truth = _forward_all(forward, dataset)
     result.metrics = classification_metrics(outputs, truth, labels, task)
     return result
 

@@ -39,7 +39,7 @@ from keras_transfer.training.checkpoint import Checkpointer
 from keras_transfer.training.distribute import Placement, make_strategy, prepare_for_fit
 from keras_transfer.forward import extract, frozen_forward
 from keras_transfer.training.optimizers import block_multipliers
-from keras_transfer.training.stage import jit_compile, prepare_stage, split_images
+from keras_transfer.training.stage import jit_compile, prepare_stage
 from keras_transfer.training.timing import StageEta, TimeLimit
 from keras_transfer.metrics import (
     classification_metrics,
@@ -377,7 +377,7 @@ def _fit_stage(run: _Run, index: int, stage: StageConfig, prepared, start_epoch:
 def _finish(run: _Run) -> RunResult:
     metrics: dict[str, Any] = {}
     scored = [split for split in ("val", "test") if split in run.data.splits]
-    step = frozen_forward(run.model, images=split_images(run.data, scored), log=run.log) if scored else None
+    step = frozen_forward(run.model, images=run.data.images_in(*scored), log=run.log) if scored else None
     for split in scored:
         outputs, labels = extract(run.model, run.data.dataset(split), step=step, log=run.log, phase=f"scoring ({split})")
         if run.task != "regression":

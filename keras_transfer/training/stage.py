@@ -97,12 +97,12 @@ def activation_cut(model: keras.Model, stage: StageConfig, trained: list[str], c
         return None, str(reason)
     if config.training.strategy == "multi_worker":
         return None, "a multi_worker run trains on images (each worker would cache its own views)"
-    if split_images(data, ["train"]) is None:
+    if data.images_in("train") is None:
         return None, "the training split is streamed from TFDS, of unknown size"
     if mode == "always":
         return cut, ""
     views = activation_views(config)
-    size = views * split_images(data, ["train"]) * math.prod(int(d) for d in cut.prefix.output.shape[1:]) * 4
+    size = views * data.images_in("train") * math.prod(int(d) for d in cut.prefix.output.shape[1:]) * 4
     if cut.share < AUTO_MIN_PREFIX_SHARE:
         return None, f"the frozen blocks are {cut.share:.0%} of the forward pass (auto caches from {AUTO_MIN_PREFIX_SHARE:.0%})"
     if stage.epochs <= views:
@@ -126,7 +126,7 @@ def _head_views_cut(model: keras.Model, stage: StageConfig, config: RunConfig,
     instead of 1,377 s. `never` (in either cache key) keeps the images."""
     if "never" in (stage.cache_activations, stage.cache_features) or not config.data.augment:
         return None, ""
-    if config.training.strategy == "multi_worker" or split_images(data, ["train"]) is None:
+    if config.training.strategy == "multi_worker" or data.images_in("train") is None:
         return None, ""
     if stage.cache_activations != "always" and stage.epochs <= activation_views(config):
         return None, ""
@@ -140,6 +140,26 @@ def _head_views_cut(model: keras.Model, stage: StageConfig, config: RunConfig,
 def activation_views(config: RunConfig) -> int:
     """Views per training image: `VIEWS` augmented ones, or the one image when nothing is augmented."""
     return VIEWS if config.data.augment else 1
+
+
+def training_views(config: RunConfig) -> int:
+    """The fixed views a cached stage trains on: `activation_views` for augmented data, else the image itself."""
+    return activation_views(config) if config.data.augment else 1
+
+
+def stage_passes(stage: StageConfig, views: int) -> int:
+    """About how many passes over the training images `stage` costs, for a time limit's estimate.
+
+    A head-only stage runs the frozen backbone once per view (`views`, 1 without augmentation)
+    unless it keeps to images (`never`) or runs fewer epochs than views; a stage that trains
+    blocks runs once per epoch, or once per view on cached activations (`always`; `auto` trains
+    the large sets a budget is weighed for on images).
+    """
+    if stage.train == "head":
+        on_images = (stage.cache_features == "never" if views == 1
+                     else "never" in (stage.cache_activations, stage.cache_features))
+        return stage.epochs if on_images else min(views, stage.epochs)
+    return views if stage.cache_activations == "always" else stage.epochs
 
 
 def jit_compile(config: RunConfig) -> bool:
@@ -216,12 +236,6 @@ def _steps_per_epoch(data: DataBundle, train_ds, batch_size: int) -> int:
     return cardinality if cardinality > 0 else 100
 
 
-def split_images(data: DataBundle, splits) -> int | None:
-    """How many images `splits` hold together, for `frozen_forward`'s size rule; None with a streamed TFDS split."""
-    sizes = [None if data.splits[split].tfds is not None else len(data.splits[split]) for split in splits]
-    return None if None in sizes else sum(sizes)
-
-
 def _cached_activations(cut: Cut, stage: StageConfig, config: RunConfig, data: DataBundle, scratch,
                         log) -> ActivationCache:
     """The prefix's activations over the views of train and over val, in one frozen pass; logged with their cost."""
@@ -241,7 +255,7 @@ def _feature_datasets(extractor: keras.Model, data: DataBundle, config: RunConfi
     import tensorflow as tf
 
     splits = [split for split in ("train", "val") if split in data.splits]
-    step = frozen_forward(extractor, images=split_images(data, splits), log=log)  # one pass for both splits
+    step = frozen_forward(extractor, images=data.images_in(*splits), log=log)  # one pass for both splits
     x, y = extract(extractor, data.dataset("train", training=False), step=step, log=log,
                    phase="cached features (train)")
     train = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=config.data.seed,
