@@ -38,6 +38,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "recipes.json"
 FLOWERS = HERE.parents[1] / "shared" / "data" / "flowers5"
+EUROSAT = HERE.parents[1] / "shared" / "data" / "eurosat5"  # its own train/ and test/
+CURVES = HERE / "results" / "curves.json"
 CELLS = ("flowers5@5", "flowers5@20", "flowers5@all", "digits@5", "digits@all")
 RECIPES = ("head", "top", "full", "solution2", "keras_guide")
 LABELS = {"head": "head only", "top": "head + top blocks", "full": "full fine-tuning",
@@ -50,7 +52,7 @@ def _data_raw(cell: str, seed: int, image_size: int) -> dict:
     from keras_transfer.config import packaged_config
 
     name, k = cell.split("@")
-    source = f"folder:{FLOWERS}" if name == "flowers5" else name
+    source = {"flowers5": f"folder:{FLOWERS}", "eurosat5": f"folder:{EUROSAT}"}.get(name, name)
     data = yaml.safe_load(packaged_config("photos").read_text())["data"]
     data.update(source=source, image_size=[image_size, image_size], few_shot=None if k == "all" else int(k), seed=seed)
     return data
@@ -120,6 +122,48 @@ def ours(cell: str, seed: int, image_size: int) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         run(config, folder, log=lambda line: None, on_stage_end=on_stage_end)
     return results
+
+
+def curve(cell: str, seed: int, image_size: int) -> dict:
+    """The staged recipe of `ours`, with every epoch's validation and test accuracy and the time
+    spent so far (scoring excluded): what a stopping rule would have seen and what it would have kept."""
+    import tempfile
+
+    from keras_transfer.config import from_dict
+    from keras_transfer.forward import extract
+    from keras_transfer.training import engine, run
+
+    config = from_dict(_ours_raw(cell, seed, image_size))
+    rows, spent = [], {"eval": 0.0}
+    recorded = engine._EpochRecorder.on_epoch_end
+
+    def on_epoch_end(recorder, epoch, logs=None):
+        recorded(recorder, epoch, logs)
+        clock = time.perf_counter()
+        elapsed = clock - started - spent["eval"]
+        outputs, labels = extract(recorder.run.model, recorder.run.data.dataset("test"))
+        row = recorder.run.history[-1]
+        rows.append({"stage": row["stage"], "epoch": row["stage_epoch"], "seconds": round(elapsed, 1),
+                     "val_accuracy": row.get("val_accuracy"), "val_loss": row.get("val_loss"),
+                     "test_accuracy": float((outputs.argmax(axis=1) == labels).mean())})
+        spent["eval"] += time.perf_counter() - clock
+
+    engine._EpochRecorder.on_epoch_end = on_epoch_end
+    stage_ends = {}
+
+    def on_stage_end(index, stage, model) -> None:  # the weights early stopping restored
+        clock = time.perf_counter()
+        outputs, labels = extract(model, run_data["data"].dataset("test"))
+        stage_ends[stage.name] = float((outputs.argmax(axis=1) == labels).mean())
+        spent["eval"] += time.perf_counter() - clock
+
+    from keras_transfer.data import load_data
+
+    run_data = {"data": load_data(config.data)}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder:
+        run(config, folder, log=lambda line: None, on_stage_end=on_stage_end)
+    return {"cell": cell, "seed": seed, "image_size": image_size, "epochs": rows, "stage_ends": stage_ends}
 
 
 def keras_guide(cell: str, seed: int, image_size: int, *, literal: bool = False) -> dict:
@@ -334,6 +378,10 @@ def main() -> None:
     one_p.add_argument("--image-size", type=int, default=96)
     one_p.add_argument("--only-peer", action="store_true")
     one_p.add_argument("--skip-peer", action="store_true")
+    curve_p = sub.add_parser("curve", help="every epoch's val and test accuracy of the staged recipe, to curves.json")
+    curve_p.add_argument("cell")
+    curve_p.add_argument("seed", type=int)
+    curve_p.add_argument("--image-size", type=int, default=96)
     report_p = sub.add_parser("report", help="the table and figure from the stored results")
     report_p.add_argument("--figure", type=Path, default=HERE.parent / "docs" / "figures" / "recipes.png")
     args = parser.parse_args()
@@ -347,6 +395,17 @@ def main() -> None:
             redo_ours(cells, args.image_size)
         run_matrix(cells, [int(s) for s in args.seeds.split(",")], [int(s) for s in args.big_seeds.split(",")],
                    args.image_size)
+    elif args.command == "curve":
+        entry = curve(args.cell, args.seed, args.image_size)
+        stored = [e for e in (json.loads(CURVES.read_text()) if CURVES.exists() else [])
+                  if (e["cell"], e["seed"], e["image_size"]) != (args.cell, args.seed, args.image_size)]
+        from keras_transfer.core.files import atomic_write_text
+
+        atomic_write_text(CURVES, json.dumps(stored + [entry], indent=1) + "\n")
+        for row in entry["epochs"]:
+            print(f"{row['stage']:5s} {row['epoch']:2d} {row['seconds']:7.1f} s  val {row['val_accuracy']:.3f}  "
+                  f"test {row['test_accuracy']:.3f}")
+        print("stage ends:", entry["stage_ends"])
     elif args.command == "one":
         print(json.dumps(keras_guide(args.cell, args.seed, args.image_size) if args.only_peer
                          else one(args.cell, args.seed, args.image_size, peer=not args.skip_peer)))

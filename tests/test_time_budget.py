@@ -156,3 +156,62 @@ def test_auto_with_no_time_left_for_fine_tuning_runs_feature_extraction_and_says
                                              "backbone's features, one pass"), lines
     run = RunDir(result.run_dir)
     assert run.model_path.is_file() and "test" in json.loads(run.metrics_path.read_text())
+
+
+class _Clock:
+    """time.monotonic for the accuracy-per-minute callback: each epoch takes `minutes`."""
+
+    def __init__(self, minutes: float):
+        self.now, self.minutes = 0.0, minutes
+
+    def __call__(self) -> float:
+        return self.now
+
+    def tick(self) -> None:
+        self.now += 60 * self.minutes
+
+
+def _epochs(callback, clock, accuracies) -> list[int]:
+    """Run `callback` over epochs scoring `accuracies`; the epochs (from 1) after which it stopped."""
+    import types
+
+    callback.set_model(types.SimpleNamespace(stop_training=False))
+    stops = []
+    for epoch, accuracy in enumerate(accuracies):
+        callback.on_epoch_begin(epoch)
+        clock.tick()
+        callback.on_epoch_end(epoch, {"val_accuracy": accuracy})
+        if callback.model.stop_training:
+            stops.append(epoch + 1)
+            callback.model.stop_training = False
+    return stops
+
+
+def test_a_stage_stops_after_an_epoch_whose_accuracy_gain_did_not_pay_for_its_minutes(monkeypatch):
+    from keras_transfer.training import timing
+
+    clock = _Clock(minutes=2.0)
+    monkeypatch.setattr(timing.time, "monotonic", clock)
+    said: list[str] = []
+    # The run's best so far 0.80; epochs of 2 minutes gaining 4, 1, then -1 points: 2, 0.5, 0 per minute.
+    gain = timing.GainPerMinute("full", 1.0, 0.80, said.append)
+    assert _epochs(gain, clock, [0.84, 0.85, 0.84]) == [2, 3]
+    gain.on_train_end()
+    assert said == ["stage 'full': epoch 3 moved the best validation accuracy by +0.0 points in 2 min (0.00 per "
+                    "minute, below min_gain_per_minute 1), so the stage stops"]
+    # A lower bar keeps the paying epochs; without a score before it, a first epoch is never weighed.
+    assert _epochs(timing.GainPerMinute("full", 0.25, 0.80, said.append), clock, [0.84, 0.85, 0.86]) == []
+    assert _epochs(timing.GainPerMinute("head", 1.0, None, said.append), clock, [0.10, 0.20]) == []
+
+
+def test_min_gain_per_minute_ends_a_stage_in_a_run_and_the_log_says_why(tmp_path):
+    stages = [HEAD_THEN_TOP[0], {**HEAD_THEN_TOP[1], "epochs": 3,
+                                 "early_stopping": {"patience": 5, "min_gain_per_minute": 1e9}}]
+    said: list[str] = []
+    result = fit(from_dict(tiny_config(tmp_path, stages)), tmp_path / "run", insights=False, log=said.append)
+    top = [row for row in result.history if row["stage"] == "top"]
+    assert len(top) == 1, top  # no epoch gains a billion points a minute
+    assert any(line.startswith("stage 'top': epoch 1 moved the best validation accuracy") for line in said), said
+    with pytest.raises(ConfigError, match=r"training.stages.top.early_stopping.min_gain_per_minute .* regression"):
+        raw = tiny_config(tmp_path, stages)
+        from_dict({**raw, "model": {**raw["model"], "task": "regression"}})

@@ -59,6 +59,9 @@ def _check_stages(config: RunConfig) -> None:
         if monitor.removeprefix("val_") not in ("loss", metric):
             raise ConfigError(f"{where}.early_stopping.monitor: {monitor!r} is not logged for model.task "
                               f"{config.model.task}; use val_loss, val_{metric}, loss or {metric}")
+        if stage.early_stopping and stage.early_stopping.min_gain_per_minute is not None and metric != "accuracy":
+            raise ConfigError(f"{where}.early_stopping.min_gain_per_minute weighs validation accuracy per minute, "
+                              f"which model.task {config.model.task} does not log; remove the key")
 
 
 def _check_unlabeled(config: RunConfig) -> None:

@@ -35,6 +35,9 @@ class EarlyStoppingConfig:
     patience: int = 2
     min_delta: float = 0.0
     restore_best_weights: bool = True
+    # Accuracy per minute: end the stage after an epoch that raised the run's best validation
+    # accuracy by fewer points than this per minute it took (None: off). See docs/training.md.
+    min_gain_per_minute: float | None = None
 
 
 @dataclass(frozen=True)
@@ -137,4 +140,5 @@ _RUN_CONSTRAINTS: dict[str, Constraint] = {
     "training.stages.*.early_stopping.monitor": OneOf(MONITORS),
     "training.stages.*.early_stopping.patience": Interval(0, integer=True),
     "training.stages.*.early_stopping.min_delta": Interval(0),
+    "training.stages.*.early_stopping.min_gain_per_minute": Interval(0),
 }

@@ -40,7 +40,7 @@ from keras_transfer.training.distribute import Placement, make_strategy, prepare
 from keras_transfer.forward import extract, frozen_forward
 from keras_transfer.training.optimizers import block_multipliers
 from keras_transfer.training.stage import jit_compile, prepare_stage
-from keras_transfer.training.timing import StageEta, TimeLimit
+from keras_transfer.training.timing import GainPerMinute, StageEta, TimeLimit
 from keras_transfer.metrics import (
     classification_metrics,
     score_line,
@@ -366,6 +366,10 @@ def _fit_stage(run: _Run, index: int, stage: StageConfig, prepared, start_epoch:
     callbacks.append(StageEta(stage.name, stage.epochs, prepared.steps_per_epoch, run.log, run.budget))
     if run.budget.limit is not None:
         callbacks.append(TimeLimit(run.budget, stage.name, run.log, early))
+    if stage.early_stopping is not None and stage.early_stopping.min_gain_per_minute is not None:
+        scored = [row["val_accuracy"] for row in run.history if row.get("val_accuracy") is not None]
+        callbacks.append(GainPerMinute(stage.name, stage.early_stopping.min_gain_per_minute,
+                                       max(scored) if scored else None, run.log))
     callbacks.append(_EpochRecorder(run, index, stage, offset, early))
     callbacks.append(keras.callbacks.TensorBoard(str(RunDir(run.run_dir).tensorboard_dir / stage.name), write_graph=False,
                                                  profile_batch=0))

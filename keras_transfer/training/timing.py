@@ -1,9 +1,12 @@
-"""A stage's two clocks: the one line saying how long it has left, and the time limit that ends it.
+"""A stage's clocks: the one line saying how long it has left, the time limit that ends it, and
+the accuracy per minute that may end it sooner.
 
 `StageEta` logs once per stage with `ETA_MIN_SECONDS` or more to go, from its first epoch: from the first batches when an epoch is long
 (`LONG_EPOCH` batches or more), else at the end of the first epoch. `TimeLimit` ends `fit` at the
 end of the batch in which the run's budget runs out; Keras then validates that epoch and ends the
 stage as early stopping would (restoring the best weights where early stopping keeps them).
+`GainPerMinute` ends a stage after an epoch whose gain in validation accuracy did not pay for
+the minutes it took.
 """
 
 from __future__ import annotations
@@ -91,3 +94,42 @@ class TimeLimit(keras.callbacks.Callback):
         epoch, batch = self.stopped
         self.log(f"time limit: {self.budget.describe()} spent; stage '{self.stage}' stopped after batch {batch} of "
                  f"epoch {epoch}{restored}")
+
+
+class GainPerMinute(keras.callbacks.Callback):
+    """End the stage after an epoch that raised the run's best validation accuracy by fewer than
+    `min_gain` points per minute it took, and say so in one line.
+
+    `best` is the best validation accuracy the run logged before this stage's next epoch (earlier
+    stages', and on resume this stage's earlier epochs): a stage has to beat what the run already
+    has. Early stopping, earlier in the callback list, then restores its best epoch as usual.
+    """
+
+    def __init__(self, stage: str, min_gain: float, best: float | None, log: Callable[[str], None],
+                 metric: str = "val_accuracy"):
+        super().__init__()
+        self.stage, self.min_gain, self.best, self.log, self.metric = stage, min_gain, best, log, metric
+        self.stopped: str | None = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.metric)
+        if value is None:
+            return
+        value, minutes = float(value), max(time.monotonic() - self.started, 1e-9) / 60
+        best, self.best = self.best, float(value) if self.best is None else max(self.best, float(value))
+        if best is None:
+            return  # the run's first scored epoch: nothing to weigh it against
+        gain = 100 * (value - best)
+        if gain / minutes < self.min_gain:
+            self.model.stop_training = True
+            self.stopped = (f"stage '{self.stage}': epoch {epoch + 1} moved the best validation accuracy by "
+                            f"{max(gain, 0.0):+.1f} points in {format_duration(60 * minutes)} "
+                            f"({max(gain, 0.0) / minutes:.2f} per minute, below min_gain_per_minute "
+                            f"{self.min_gain:g}), so the stage stops")
+
+    def on_train_end(self, logs=None):
+        if self.stopped:
+            self.log(self.stopped)
