@@ -166,6 +166,44 @@ def curve(cell: str, seed: int, image_size: int) -> dict:
     return {"cell": cell, "seed": seed, "image_size": image_size, "epochs": rows, "stage_ends": stage_ends}
 
 
+def stopping(thresholds: list[float], stage: str = "full") -> None:
+    """What `min_gain_per_minute` on `stage` would have kept, replayed on the stored curves.
+
+    Each curve's epochs are replayed as the rule would see them (the run's best validation accuracy
+    before the epoch, the epoch's minutes); at the first epoch below the threshold the stage ends
+    and early stopping's restored epoch (lowest validation loss so far in the stage) gives the
+    test accuracy kept. The epochs of earlier stages are as they ran, so only the last stage's
+    rule replays exactly.
+    """
+    curves = json.loads(CURVES.read_text()) if CURVES.exists() else []
+    print(f"| cell | min_gain_per_minute | {stage} epochs | test accuracy | wall time | vs without the rule |")
+    print("|---|---:|---:|---:|---:|---|")
+    for entry in curves:
+        rows = entry["epochs"]
+        first = next(i for i, r in enumerate(rows) if r["stage"] == stage)
+        before = rows[first - 1]["seconds"] if first else 0.0
+        full = rows[first:]
+        baseline = None
+        for threshold in [None, *thresholds]:
+            best = max(r["val_accuracy"] for r in rows[:first])
+            kept, clock = [], before
+            for r in full:
+                kept.append(r)
+                minutes = (r["seconds"] - clock) / 60
+                clock = r["seconds"]
+                gain = 100 * (r["val_accuracy"] - best)
+                best = max(best, r["val_accuracy"])
+                if threshold is not None and gain / minutes < threshold:
+                    break
+            restored = min(kept, key=lambda r: r["val_loss"])
+            result = (len(kept), restored["test_accuracy"], kept[-1]["seconds"])
+            baseline = baseline or result
+            vs = "" if threshold is None else (f"{100 * (result[1] - baseline[1]):+.1f} points, "
+                                               f"{result[2] - baseline[2]:+.0f} s")
+            print(f"| {entry['cell']} | {'off' if threshold is None else threshold:} | {result[0]} | "
+                  f"{100 * result[1]:.1f} | {result[2]:.0f} s | {vs} |")
+
+
 def keras_guide(cell: str, seed: int, image_size: int, *, literal: bool = False) -> dict:
     """The keras.io transfer-learning guide's recipe, written plainly in Keras, on the same splits.
 
@@ -382,6 +420,9 @@ def main() -> None:
     curve_p.add_argument("cell")
     curve_p.add_argument("seed", type=int)
     curve_p.add_argument("--image-size", type=int, default=96)
+    stop_p = sub.add_parser("stopping", help="replay min_gain_per_minute on the stored curves")
+    stop_p.add_argument("--thresholds", default="0,0.25,0.5,1,2,4")
+    stop_p.add_argument("--stage", default="full")
     report_p = sub.add_parser("report", help="the table and figure from the stored results")
     report_p.add_argument("--figure", type=Path, default=HERE.parent / "docs" / "figures" / "recipes.png")
     args = parser.parse_args()
@@ -395,6 +436,8 @@ def main() -> None:
             redo_ours(cells, args.image_size)
         run_matrix(cells, [int(s) for s in args.seeds.split(",")], [int(s) for s in args.big_seeds.split(",")],
                    args.image_size)
+    elif args.command == "stopping":
+        stopping([float(t) for t in args.thresholds.split(",")], args.stage)
     elif args.command == "curve":
         entry = curve(args.cell, args.seed, args.image_size)
         stored = [e for e in (json.loads(CURVES.read_text()) if CURVES.exists() else [])

@@ -56,6 +56,16 @@ def test_the_decision_states_its_numbers():
     assert decision.situation == "small_different"
 
 
+def test_auto_views_keep_the_crop_for_larger_pools_and_never_mirror_unmirrored_data():
+    photos = {"flip": None, "rotation": 0.05, "zoom": 0.1}
+    assert advisor.auto_views(photos, 5) == ("full", "flip", "zoom", "flip_zoom")
+    assert advisor.auto_views(photos, advisor.FEWER_VIEWS_FROM - 1) == ("full", "flip", "zoom", "flip_zoom")
+    assert advisor.auto_views(photos, advisor.FEWER_VIEWS_FROM) == ("full", "zoom")
+    assert advisor.auto_views(["zoom"], 5) == ("full", "zoom") == advisor.auto_views(["zoom"], 100)
+    assert advisor.auto_views(["flip"], 100) == ("full", "flip")
+    assert advisor.auto_views([], 5) == ("full",) == advisor.auto_views([], 100)
+
+
 @pytest.mark.parametrize("recipe", ["head", "top", "full", "linear_probe"])
 def test_resolving_auto_keeps_the_picked_stages_by_name_or_switches_to_linear_probe(tmp_path, monkeypatch, recipe):
     monkeypatch.setattr(advisor, "decide", lambda *a: advisor.Decision("small", "similar", recipe, ["because"]))

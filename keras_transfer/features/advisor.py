@@ -183,20 +183,32 @@ def _block_accuracy(probe: ProbeResult, row) -> float:
     return probe.accuracy(row.layer)
 
 
-def auto_views(augment: Any) -> tuple[str, ...]:
-    """The fixed views auto's feature extraction trains and predicts on: the image, its mirror, a
-    centred crop and its mirror where the data's augmentation mirrors images (`flip`); the image and
-    the crop where it only zooms; else the image alone.
+# From this many training images per class auto's feature extraction runs two views instead of
+# four: the image and its centred crop. At 100 per class (benchmarks/bench_auto.py, 3 seeds on
+# three domains) the mirror added nothing (image + mirror scored as the image alone) while the
+# crops added 0 to 3.4 points; each view costs a forward pass of every image. 50 sits between the
+# 20 per class where four views were measured and those 100.
+FEWER_VIEWS_FROM = 50
 
-    Each view costs one forward pass per image; four scored 1.7 points above one on average (-1.6
-    to +4.4) on flowers and satellite tiles at 5 images per class (benchmarks/bench_feature_scaling.py).
+
+def auto_views(augment: Any, examples_per_class: float | None = None) -> tuple[str, ...]:
+    """The fixed views auto's feature extraction trains and predicts on, from the data's augmentation.
+
+    Below `FEWER_VIEWS_FROM` examples per class: the image, its mirror, a centred crop and its
+    mirror where the augmentation mirrors images (`flip`), the image and the crop where it only
+    zooms, else the image alone. From there on: the image and the crop where it zooms, the image
+    and its mirror where it only mirrors, else the image. Each view costs one forward pass per
+    image; four scored 1.7 points above one on average (-1.6 to +4.4) on flowers and satellite
+    tiles at 5 images per class (benchmarks/bench_feature_scaling.py).
     """
     names = set(augment.keys() if isinstance(augment, dict) else augment or ())
-    if "flip" in names:
-        return ("full", "flip", "zoom", "flip_zoom")
+    if examples_per_class is None or examples_per_class < FEWER_VIEWS_FROM:
+        if "flip" in names:
+            return ("full", "flip", "zoom", "flip_zoom")
+        return ("full", "zoom") if "zoom" in names else ("full",)
     if "zoom" in names:
         return ("full", "zoom")
-    return ("full",)
+    return ("full", "flip") if "flip" in names else ("full",)
 
 
 def bn_shift(backbone: keras.Model, data: DataBundle, split: str = "train", max_batches: int = 8) -> float | None:
@@ -267,7 +279,7 @@ def advise(config: RunConfig, backbone: keras.Model, data: DataBundle, *, cache_
     benchmarked ones), with the user's data section, backbone and weights; for feature extraction it is a
     logistic head on the block (or top blocks) and C that cross-validation chose, with auto's views.
     """
-    views = auto_views(config.data.augment)
+    views = auto_views(config.data.augment, data.examples_per_class())
     m = measure_data(backbone, data, cache_dir=cache_dir, views=views, seed=config.training.seed, log=log)
     size, similarity, reasons = place(m.examples_per_class, m.probe, m.bn_shift)
     decision = decide(m.examples_per_class, m.probe_gap, m.bn_shift)
@@ -417,7 +429,7 @@ def resolve_recipe(config: RunConfig, *, named: tuple[str, ...] = (), cache_dir:
         for reason in decision.reasons + ([cut] if cut else []) + unlabeled:
             log(f"  - {reason}")
         return from_dict(raw)
-    views = auto_views(config.data.augment)
+    views = auto_views(config.data.augment, per_class)
     log(f"recipe auto: measuring {data.config.source} against {backbone.name} (examples per class, every block "
         f"cross-validated{' on ' + ' and '.join(views) + ' views' if len(views) > 1 else ''}, the BatchNorm shift)")
     m = measure_data(backbone, data, cache_dir=cache_dir, views=views, prune=True, seed=config.training.seed,
