@@ -166,11 +166,12 @@ def curve(cell: str, seed: int, image_size: int) -> dict:
     return {"cell": cell, "seed": seed, "image_size": image_size, "epochs": rows, "stage_ends": stage_ends}
 
 
-def stopping(thresholds: list[float], stage: str = "full") -> None:
+def stopping(thresholds: list[float], stage: str = "full", weigh_first: bool = False) -> None:
     """What `min_gain_per_minute` on `stage` would have kept, replayed on the stored curves.
 
-    Each curve's epochs are replayed as the rule would see them (the run's best validation accuracy
-    before the epoch, the epoch's minutes); at the first epoch below the threshold the stage ends
+    Each curve's epochs are replayed as the rule sees them (the run's best validation accuracy
+    before the epoch, the epoch's minutes; the stage's first epoch is not weighed, as in
+    `GainPerMinute`, unless `weigh_first`); at the first epoch below the threshold the stage ends
     and early stopping's restored epoch (lowest validation loss so far in the stage) gives the
     test accuracy kept. The epochs of earlier stages are as they ran, so only the last stage's
     rule replays exactly.
@@ -193,7 +194,7 @@ def stopping(thresholds: list[float], stage: str = "full") -> None:
                 clock = r["seconds"]
                 gain = 100 * (r["val_accuracy"] - best)
                 best = max(best, r["val_accuracy"])
-                if threshold is not None and gain / minutes < threshold:
+                if threshold is not None and (weigh_first or len(kept) > 1) and gain / minutes < threshold:
                     break
             restored = min(kept, key=lambda r: r["val_loss"])
             result = (len(kept), restored["test_accuracy"], kept[-1]["seconds"])
@@ -423,6 +424,7 @@ def main() -> None:
     stop_p = sub.add_parser("stopping", help="replay min_gain_per_minute on the stored curves")
     stop_p.add_argument("--thresholds", default="0,0.25,0.5,1,2,4")
     stop_p.add_argument("--stage", default="full")
+    stop_p.add_argument("--weigh-first", action="store_true", help="weigh the stage's first epoch too")
     report_p = sub.add_parser("report", help="the table and figure from the stored results")
     report_p.add_argument("--figure", type=Path, default=HERE.parent / "docs" / "figures" / "recipes.png")
     args = parser.parse_args()
@@ -437,7 +439,7 @@ def main() -> None:
         run_matrix(cells, [int(s) for s in args.seeds.split(",")], [int(s) for s in args.big_seeds.split(",")],
                    args.image_size)
     elif args.command == "stopping":
-        stopping([float(t) for t in args.thresholds.split(",")], args.stage)
+        stopping([float(t) for t in args.thresholds.split(",")], args.stage, args.weigh_first)
     elif args.command == "curve":
         entry = curve(args.cell, args.seed, args.image_size)
         stored = [e for e in (json.loads(CURVES.read_text()) if CURVES.exists() else [])

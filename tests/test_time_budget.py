@@ -193,15 +193,16 @@ def test_a_stage_stops_after_an_epoch_whose_accuracy_gain_did_not_pay_for_its_mi
     clock = _Clock(minutes=2.0)
     monkeypatch.setattr(timing.time, "monotonic", clock)
     said: list[str] = []
-    # The run's best so far 0.80; epochs of 2 minutes gaining 4, 1, then -1 points: 2, 0.5, 0 per minute.
+    # The run's best so far 0.80; epochs of 2 minutes. The stage's first epoch (a dip) is not
+    # weighed; then +4 points (2 per minute) pays, +1 point (0.5 per minute) does not.
     gain = timing.GainPerMinute("full", 1.0, 0.80, said.append)
-    assert _epochs(gain, clock, [0.84, 0.85, 0.84]) == [2, 3]
+    assert _epochs(gain, clock, [0.70, 0.84, 0.85]) == [3]
     gain.on_train_end()
-    assert said == ["stage 'full': epoch 3 moved the best validation accuracy by +0.0 points in 2 min (0.00 per "
+    assert said == ["stage 'full': epoch 3 moved the best validation accuracy by +1.0 points in 2 min (0.50 per "
                     "minute, below min_gain_per_minute 1), so the stage stops"]
-    # A lower bar keeps the paying epochs; without a score before it, a first epoch is never weighed.
+    # A lower bar keeps the paying epochs; without a score before it, no epoch is weighed against nothing.
     assert _epochs(timing.GainPerMinute("full", 0.25, 0.80, said.append), clock, [0.84, 0.85, 0.86]) == []
-    assert _epochs(timing.GainPerMinute("head", 1.0, None, said.append), clock, [0.10, 0.20]) == []
+    assert _epochs(timing.GainPerMinute("head", 1.0, None, said.append), clock, [0.10, 0.10]) == [2]
 
 
 def test_min_gain_per_minute_ends_a_stage_in_a_run_and_the_log_says_why(tmp_path):
@@ -210,8 +211,8 @@ def test_min_gain_per_minute_ends_a_stage_in_a_run_and_the_log_says_why(tmp_path
     said: list[str] = []
     result = fit(from_dict(tiny_config(tmp_path, stages)), tmp_path / "run", insights=False, log=said.append)
     top = [row for row in result.history if row["stage"] == "top"]
-    assert len(top) == 1, top  # no epoch gains a billion points a minute
-    assert any(line.startswith("stage 'top': epoch 1 moved the best validation accuracy") for line in said), said
+    assert len(top) == 2, top  # the first epoch is not weighed; no second gains a billion points a minute
+    assert any(line.startswith("stage 'top': epoch 2 moved the best validation accuracy") for line in said), said
     with pytest.raises(ConfigError, match=r"training.stages.top.early_stopping.min_gain_per_minute .* regression"):
         raw = tiny_config(tmp_path, stages)
         from_dict({**raw, "model": {**raw["model"], "task": "regression"}})

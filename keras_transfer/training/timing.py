@@ -102,7 +102,10 @@ class GainPerMinute(keras.callbacks.Callback):
 
     `best` is the best validation accuracy the run logged before this stage's next epoch (earlier
     stages', and on resume this stage's earlier epochs): a stage has to beat what the run already
-    has. Early stopping, earlier in the callback list, then restores its best epoch as usual.
+    has. A stage's first epoch is not weighed, only counted into the best: it pays for tracing the
+    new step, and a fresh optimizer often dips before it climbs (on the per-epoch curves of
+    benchmarks/bench_recipes.py, weighing it would have ended a full stage that went on to gain a
+    point). Early stopping, earlier in the callback list, then restores its best epoch as usual.
     """
 
     def __init__(self, stage: str, min_gain: float, best: float | None, log: Callable[[str], None],
@@ -119,9 +122,9 @@ class GainPerMinute(keras.callbacks.Callback):
         if value is None:
             return
         value, minutes = float(value), max(time.monotonic() - self.started, 1e-9) / 60
-        best, self.best = self.best, float(value) if self.best is None else max(self.best, float(value))
-        if best is None:
-            return  # the run's first scored epoch: nothing to weigh it against
+        best, self.best = self.best, value if self.best is None else max(self.best, value)
+        if best is None or epoch == 0:
+            return  # nothing to weigh it against, or the stage's first epoch
         gain = 100 * (value - best)
         if gain / minutes < self.min_gain:
             self.model.stop_training = True
