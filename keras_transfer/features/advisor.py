@@ -36,7 +36,7 @@ from keras_transfer.config import RunConfig, StageConfig, from_dict, packaged_co
 from keras_transfer.core.timing import TimeBudget, format_duration
 from keras_transfer.data import DataBundle
 from keras_transfer.features.probe import ProbeResult, probe_layers
-from keras_transfer.training.stage import stage_passes, training_views
+from keras_transfer.training.stage import activation_views, stage_passes
 
 SMALL_PER_CLASS = 30
 PROBE_MARGIN = 0.10
@@ -414,7 +414,7 @@ def resolve_recipe(config: RunConfig, *, named: tuple[str, ...] = (), cache_dir:
             seen = min(images, 8 * data.config.batch_size)  # what bn_shift ran
             seconds = shift_seconds if shift is not None else _timed_pass(backbone, data, 8)
             recipe, cut = recipe_for_budget(recipe, config.training.stages, seconds * images / seen,
-                                            budget.remaining(), views=training_views(config))
+                                            budget.remaining(), views=activation_views(config))
         _apply_recipe(raw, recipe, [], None)
         if recipe == "linear_probe":
             from keras_transfer.features.extract import hand_over

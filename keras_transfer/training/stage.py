@@ -142,11 +142,6 @@ def activation_views(config: RunConfig) -> int:
     return VIEWS if config.data.augment else 1
 
 
-def training_views(config: RunConfig) -> int:
-    """The fixed views a cached stage trains on: `activation_views` for augmented data, else the image itself."""
-    return activation_views(config) if config.data.augment else 1
-
-
 def stage_passes(stage: StageConfig, views: int) -> int:
     """About how many passes over the training images `stage` costs, for a time limit's estimate.
 
